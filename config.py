@@ -1,0 +1,241 @@
+"""Configs: dataclasses that validate themselves, named presets, YAML in and out, key=value overrides."""
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from model import NUMBER_ENCODINGS, POS_ENCODINGS, ModelConfig
+
+
+class ConfigError(ValueError):
+    """A config value or file is wrong; the message names the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    """What the splits hold and how training batches are drawn."""
+
+    max_number: int = 199  # numbers are 0..max_number, one token each
+    train_min_len: int = 6  # shortest training sequence (SoS a b > a EoS has 6 tokens)
+    train_max_len: int = 60  # longest training sequence
+    test_min_len: int = 70  # the length-generalization range
+    test_max_len: int = 150
+    n_train: int = 5000  # size of the fixed train split
+    n_val: int = 500  # in-distribution validation, disjoint from train
+    n_test_per_length: int = 10
+    n_ood_val_per_length: int = 5  # long-length split for checkpoint selection, disjoint from test
+    sampling: str = "fixed"  # fixed: reshuffle the train split; online: fresh pairs every step
+    seed: int = 1234  # seed of the split files (the training seed is separate)
+    data_dir: str = "data"
+
+    def check(self) -> None:
+        _positive(self, "max_number", "n_train", "n_val", "n_test_per_length", "n_ood_val_per_length")
+        if not 6 <= self.train_min_len <= self.train_max_len:
+            raise ConfigError("data.train_min_len must be >= 6 and <= data.train_max_len")
+        if not self.train_max_len < self.test_min_len <= self.test_max_len:
+            raise ConfigError("data.test_min_len must be longer than data.train_max_len and <= data.test_max_len")
+        if self.test_max_len - 6 > self.max_number:
+            raise ConfigError(
+                f"data.test_max_len={self.test_max_len} needs numbers up to {self.test_max_len - 6}, "
+                f"beyond max_number={self.max_number}; raise data.max_number or lower data.test_max_len"
+            )
+        if self.sampling not in ("fixed", "online"):
+            raise ConfigError(f"data.sampling must be 'fixed' or 'online', got {self.sampling!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, evaluation cadence and logging."""
+
+    seed: int = 0  # training seed: init, data order, dropout
+    batch_size: int = 64
+    max_steps: int = 3000
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # 0 disables clipping
+    eval_every: int = 250  # steps between generation evaluations
+    eval_batch_size: int = 512
+    n_examples: int = 6  # generation examples printed per evaluation, mistakes first
+    precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed
+    accelerator: str = "auto"
+    devices: str = "1"
+    logger: str = "tensorboard"  # tensorboard | wandb | both | none
+    log_every: int = 25
+    output_dir: str = "outputs/run"
+
+    def check(self) -> None:
+        _positive(self, "batch_size", "max_steps", "lr", "eval_every", "eval_batch_size", "log_every")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("train.warmup_steps, train.weight_decay and train.grad_clip must be >= 0")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError("train.min_lr_ratio must be in [0, 1]")
+        if self.logger not in ("tensorboard", "wandb", "both", "none"):
+            raise ConfigError(f"train.logger must be tensorboard, wandb, both or none, got {self.logger!r}")
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """Validate every section, and fill the model's token ids from the data's vocabulary."""
+        self.data.check()
+        self.train.check()
+        m = self.model
+        _positive(m, "n_layer", "n_head", "d_model", "d_ff", "max_positions")
+        if m.d_model % m.n_head:
+            raise ConfigError(f"model.d_model={m.d_model} must be divisible by model.n_head={m.n_head}")
+        if not 0 <= m.dropout < 1:
+            raise ConfigError("model.dropout must be in [0, 1)")
+        if m.pos_encoding not in POS_ENCODINGS:
+            raise ConfigError(f"model.pos_encoding must be one of {', '.join(POS_ENCODINGS)}, got {m.pos_encoding!r}")
+        if m.number_encoding not in NUMBER_ENCODINGS:
+            raise ConfigError(f"model.number_encoding must be one of {', '.join(NUMBER_ENCODINGS)}")
+        if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:
+            raise ConfigError(
+                f"model.max_positions={m.max_positions} is shorter than data.test_max_len={self.data.test_max_len}; "
+                "raise model.max_positions"
+            )
+        from data_generation import EOS, NUMBER_OFFSET, PAD  # the tokenizer owns the ids
+
+        m.pad_id, m.eos_id, m.number_offset = PAD, EOS, NUMBER_OFFSET
+        m.max_number = self.data.max_number
+        m.vocab_size = NUMBER_OFFSET + self.data.max_number + 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _positive(obj, *names: str) -> None:
+    section = {DataConfig: "data", TrainConfig: "train"}.get(type(obj), "model")
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)}")
+
+
+def _gpu_seed_sizes() -> ExperimentConfig:
+    """The seed system's sizes (6 layers, 8 heads, d_model 512, batch 32, 5000 samples): for a GPU."""
+    return ExperimentConfig(
+        model=ModelConfig(
+            n_layer=6, n_head=8, d_model=512, d_ff=2048, dropout=0.1, pos_encoding="sinusoidal", max_positions=256
+        ),
+        train=TrainConfig(batch_size=32, lr=3e-4, max_steps=10000, eval_every=500, output_dir="outputs/counting"),
+    )
+
+
+def _cpu_preset() -> ExperimentConfig:
+    """The recipe the README's main command trains on 2 CPU cores in minutes."""
+    return ExperimentConfig(
+        model=ModelConfig(n_layer=4, n_head=4, d_model=128, d_ff=512, pos_encoding="none"),
+        train=TrainConfig(batch_size=64, lr=1e-3, max_steps=3000, eval_every=250, output_dir="outputs/counting_small"),
+    )
+
+
+def _tiny_preset() -> ExperimentConfig:
+    """A seconds-long smoke-test size for tests and --fast_dev_run checks."""
+    return ExperimentConfig(
+        data=DataConfig(n_train=1000, n_val=100, n_test_per_length=2, n_ood_val_per_length=1),
+        model=ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64),
+        train=TrainConfig(batch_size=32, max_steps=200, eval_every=100, warmup_steps=20, output_dir="outputs/tiny"),
+    )
+
+
+PRESETS = {"counting_config": _gpu_seed_sizes, "counting_small": _cpu_preset, "counting_tiny": _tiny_preset}
+
+
+def _coerce(value, current, key: str):
+    """Parse a YAML/CLI value into the type of the field's current value."""
+    kind = type(current)
+    if isinstance(value, str) and kind is not str:
+        value = yaml.safe_load(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if type(value) is not kind:
+        raise ConfigError(f"{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _section_of(cfg: ExperimentConfig, key: str) -> tuple[object, str, str]:
+    """Resolve 'section.name' or a bare unique 'name' to (section object, field name, full key)."""
+    sections = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    if "." in key:
+        sec, name = key.split(".", 1)
+        if sec in sections and name in {f.name for f in fields(sections[sec])}:
+            return sections[sec], name, key
+    else:
+        hits = [s for s, obj in sections.items() if key in {f.name for f in fields(obj)}]
+        if len(hits) == 1:
+            return sections[hits[0]], key, f"{hits[0]}.{key}"
+        if len(hits) > 1:
+            raise ConfigError(f"key {key!r} is ambiguous; write one of {', '.join(f'{h}.{key}' for h in hits)}")
+    raise ConfigError(f"unknown config key {key!r}; see the keys in {Path(__file__).name}")
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict) -> ExperimentConfig:
+    """Set each key (dotted or bare) to its value, type-checked, then re-validate."""
+    for key, value in overrides.items():
+        obj, name, full = _section_of(cfg, key)
+        setattr(obj, name, _coerce(value, getattr(obj, name), full))
+    cfg.check()
+    return cfg
+
+
+def from_dict(raw: dict) -> ExperimentConfig:
+    """A config from nested {section: {key: value}}, starting from the defaults."""
+    if not isinstance(raw, dict):
+        raise ConfigError("a config file must be a mapping of sections (data, model, train)")
+    cfg = ExperimentConfig()
+    flat = {}
+    for sec, values in raw.items():
+        if sec not in ("data", "model", "train"):
+            raise ConfigError(f"unknown config section {sec!r}; expected data, model or train")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {sec!r} must be a mapping")
+        flat.update({f"{sec}.{k}": v for k, v in values.items()})
+    return apply_overrides(cfg, flat)
+
+
+def load_config(name_or_path: str, overrides: dict | None = None) -> ExperimentConfig:
+    """A preset by name, or a YAML file (a full or partial config), then overrides."""
+    if name_or_path in PRESETS:
+        cfg = PRESETS[name_or_path]()
+    elif name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found; pass a preset ({', '.join(PRESETS)}) or a YAML path")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where else ""
+            raise ConfigError(f"{path} is not valid YAML{line}; fix the syntax") from None
+        cfg = from_dict(raw)
+    else:
+        raise ConfigError(f"unknown config {name_or_path!r}; use a preset ({', '.join(PRESETS)}) or a .yaml path")
+    return apply_overrides(cfg, overrides or {})
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['train.lr=3e-4', 'n_layer=2'] -> {'train.lr': '3e-4', 'n_layer': '2'}."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. train.lr=3e-4")
+        key, value = item.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+

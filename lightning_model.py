@@ -1,0 +1,146 @@
+"""The LightningModule that trains the counting transformer, and the callback that scores generation."""
+
+import math
+import sys
+import time
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from config import ExperimentConfig, from_dict
+from data_generation import CountingTokenizer, TrainStream, answer_loss, encode_batch, ensure_splits, seq_length
+from evaluate import bucket_table, evaluate_pairs, examples
+from model import CountingTransformer, configure_optimizer
+
+EVAL_SPLITS = ("val", "ood_val", "test")
+MONITOR = "ood_val/gen_acc"  # checkpoint selection uses ood_val only; test is only reported
+
+
+class CountingModule(pl.LightningModule):
+    """Next-token training on answer tokens, teacher-forced validation, AdamW + warmup/cosine."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters()  # a plain dict, so checkpoints load with weights_only=True
+        self.cfg: ExperimentConfig = from_dict(config)
+        self.model = CountingTransformer(self.cfg.model)
+        self.splits: dict[str, np.ndarray] = {}
+
+    def setup(self, stage: str) -> None:
+        if not self.splits:
+            self.splits = ensure_splits(self.cfg.data)
+
+    def train_dataloader(self) -> DataLoader:
+        stream = TrainStream(
+            self.cfg.data, self.cfg.train.batch_size, self.cfg.train.seed, self.splits["train"], self.splits["val"]
+        )
+        stream.start_step = self.trainer.global_step  # a resumed run continues the same batch sequence
+        return DataLoader(stream, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        pairs = self.splits["val"]
+        pairs = pairs[np.argsort(seq_length(pairs[:, 0], pairs[:, 1]), kind="stable")]
+        size = self.cfg.train.batch_size * 4
+        batches = [encode_batch(pairs[i : i + size, 0], pairs[i : i + size, 1]) for i in range(0, len(pairs), size)]
+        return DataLoader(batches, batch_size=None)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+    def _shared_step(self, tokens: torch.Tensor, stage: str) -> torch.Tensor:
+        loss, accuracy = answer_loss(self.model(tokens[:, :-1]), tokens)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True)
+        self.log(f"{stage}/token_acc", accuracy, on_step=on_step, on_epoch=not on_step)
+        return loss
+
+    def training_step(self, tokens: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self._shared_step(tokens, "train")
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.global_step}; lower train.lr")
+        return loss
+
+    def validation_step(self, tokens: torch.Tensor, batch_idx: int) -> None:
+        self._shared_step(tokens, "val")
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        optimizer, scheduler = configure_optimizer(
+            self.model, t.lr, t.weight_decay, t.warmup_steps, t.max_steps, t.min_lr_ratio
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class GenerationEval(pl.Callback):
+    """After each validation: greedy generation on val, ood_val and test, logged overall and per length."""
+
+    def __init__(self, n_examples: int = 6, limit: int | None = None):
+        self.n_examples = n_examples
+        self.limit = limit  # score only this many pairs per split (for --fast_dev_run)
+        self.best = -math.inf
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, module: CountingModule) -> None:
+        if trainer.sanity_checking:
+            return
+        tokenizer = CountingTokenizer(module.cfg.data.max_number)
+        lines = [f"step {trainer.global_step}:"]
+        for split in EVAL_SPLITS:
+            pairs = module.splits[split][: self.limit]
+            result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
+            summary = result.summary()
+            module.log(f"{split}/gen_acc", summary["exact_match"])
+            module.log(f"{split}/gen_acc_min_len", summary["min_over_lengths"])
+            for key in ("stopped_right", "numbers_right", "direction_rate", "no_stop_rate", "early_stop_rate"):
+                module.log(f"{split}/{key}", summary[key])
+            if split != "val":
+                for bucket, acc in bucket_table(result.by_length()).items():
+                    module.log(f"{split}/gen_acc/{bucket}", acc)
+            lines.append(
+                f"  {split:7s} exact {summary['exact_match']:6.1%}  worst length {summary['min_over_lengths']:6.1%}"
+                f"  direction errors {summary['direction_rate']:5.1%}  stop errors "
+                f"{summary['no_stop_rate'] + summary['early_stop_rate']:5.1%}"
+            )
+            if split == "test":
+                lines += ["    " + line for line in examples(result, tokenizer, self.n_examples)]
+            if split == "ood_val":
+                self.best = max(self.best, summary["exact_match"])
+                module.log("ood_val/best_gen_acc", self.best)
+        if trainer.is_global_zero:
+            print("\n".join(lines), flush=True)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
+
+class PrintProgress(pl.Callback):
+    """A plain progress line every `every` steps: loss, lr and useful tokens/s (readable in any log)."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.tokens = 0
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+        self.tokens += int((batch != 0).sum())
+        step = trainer.global_step
+        if step % self.every and step != trainer.max_steps:
+            return
+        elapsed = time.perf_counter() - self.started
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        rate = self.tokens / max(elapsed, 1e-9)
+        module.log("train/tokens_per_s", rate)
+        module.log("train/lr", lr)
+        if trainer.is_global_zero:
+            loss = float(outputs["loss"]) if isinstance(outputs, dict) else float("nan")
+            print(f"step {step:>6}/{trainer.max_steps}  loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} tok/s", flush=True)
+        self.tokens, self.started = 0, time.perf_counter()
+
+
+def progress_to_stdout() -> bool:
+    """Show Lightning's bar only on a terminal; logs get PrintProgress lines instead."""
+    return sys.stdout.isatty()

@@ -1,0 +1,274 @@
+"""A small decoder-only transformer for the counting task, with KV-cached greedy generation.
+
+Reads like nanoGPT: a dataclass config, attention / MLP / block modules, and one model class.
+The model knows nothing about the task beyond the ids it is given in its config.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
+NUMBER_ENCODINGS = ("learned", "learned+value", "value")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture; everything needed to rebuild the model from a checkpoint."""
+
+    vocab_size: int = 204  # number tokens plus specials; set from the tokenizer
+    pad_id: int = 0
+    eos_id: int = 3
+    number_offset: int = 4  # token id of the number 0; numbers are contiguous after it
+    max_number: int = 199
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 128
+    d_ff: int = 512
+    dropout: float = 0.0
+    pos_encoding: str = "none"  # learned | sinusoidal | rope | none
+    max_positions: int = 256  # size of the learned/sinusoidal position table
+    random_pos_offset: bool = False  # learned only: shift positions randomly while training
+    number_encoding: str = "learned"  # learned | learned+value | value (see NumberEmbedding)
+    scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
+
+
+def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> torch.Tensor:
+    """The classic fixed sin/cos table, shape (n_rows, dim)."""
+    position = torch.arange(n_rows, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(max_wavelength) / dim))
+    table = torch.zeros(n_rows, dim)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq)
+    return table
+
+
+def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
+    """Fixed features of each number's value, shape (max_number+1, 1 + 2*n_waves).
+
+    v/N carries order linearly (so 'a < b' extends to pairs never seen together); sin/cos of v at
+    wavelengths from 4N down to 4 make v -> v±1 a fixed rotation.
+    """
+    v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
+    wavelengths = torch.logspace(math.log10(4 * (max_number + 1)), math.log10(4.0), n_waves)
+    angles = 2 * math.pi * v / wavelengths
+    return torch.cat([v / max_number, torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class NumberEmbedding(nn.Module):
+    """Token embedding where number tokens may carry features of their value.
+
+    learned: a free vector per token. learned+value: free vector plus a learned projection of
+    value_features. value: number tokens get only the projection (specials stay free vectors).
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.table = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        if cfg.number_encoding != "learned":
+            self.register_buffer("features", value_features(cfg.max_number), persistent=False)
+            self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        emb = self.table(idx)  # (B, T, C)
+        if self.cfg.number_encoding == "learned":
+            return emb
+        value = idx - self.cfg.number_offset
+        is_number = (value >= 0) & (value <= self.cfg.max_number)
+        feats = self.project(self.features[value.clamp(0, self.cfg.max_number)])  # (B, T, C)
+        mask = is_number[..., None].to(emb.dtype)
+        if self.cfg.number_encoding == "value":
+            return emb * (1 - mask) + feats * mask
+        return emb + feats * mask
+
+
+def rope_rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of x (B, nh, T, hs) at integer positions pos (T,)."""
+    hs = x.shape[-1]
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, hs, 2, device=x.device, dtype=torch.float32) / hs))
+    angles = pos.to(torch.float32)[:, None] * inv_freq[None, :]  # (T, hs/2)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.flatten(-2)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        assert cfg.d_model % cfg.n_head == 0
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        if cfg.scalable_softmax:
+            self.ssmax_scale = nn.Parameter(torch.ones(cfg.n_head))
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        nh = self.cfg.n_head
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nh, C // nh).transpose(1, 2)
+        v = v.view(B, T, nh, C // nh).transpose(1, 2)
+        if self.cfg.pos_encoding == "rope":
+            q, k = rope_rotate(q, pos), rope_rotate(k, pos)
+        if cache is not None:  # append to the cache; attend over everything seen so far
+            if "k" in cache:
+                k = torch.cat([cache["k"], k], dim=2)
+                v = torch.cat([cache["v"], v], dim=2)
+            cache["k"], cache["v"] = k, v
+        n_past = k.shape[2] - T
+        if self.cfg.scalable_softmax:  # query at step t sees n = t+1 keys
+            n_keys = torch.arange(n_past + 1, n_past + T + 1, device=x.device, dtype=q.dtype)
+            q = q * (self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, 1, T, 1))
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            is_causal=T > 1 and n_past == 0,
+            attn_mask=None if (T == 1 or n_past == 0) else _offset_causal_mask(T, n_past, x.device),
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return F.dropout(self.proj(y), self.dropout, self.training)
+
+
+def _offset_causal_mask(T: int, n_past: int, device: torch.device) -> torch.Tensor:
+    """Boolean mask for T new queries over n_past cached + T new keys."""
+    return torch.ones(T, n_past + T, dtype=torch.bool, device=device).tril(diagonal=n_past)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(F.gelu(self.up(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), pos, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class CountingTransformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.pos_encoding not in POS_ENCODINGS:
+            raise ValueError(f"pos_encoding must be one of {POS_ENCODINGS}, got {cfg.pos_encoding!r}")
+        if cfg.number_encoding not in NUMBER_ENCODINGS:
+            raise ValueError(f"number_encoding must be one of {NUMBER_ENCODINGS}, got {cfg.number_encoding!r}")
+        self.cfg = cfg
+        self.embed = NumberEmbedding(cfg)
+        if cfg.pos_encoding == "learned":
+            self.pos_table = nn.Embedding(cfg.max_positions, cfg.d_model)
+        elif cfg.pos_encoding == "sinusoidal":
+            self.register_buffer("pos_table_fixed", sinusoid_table(cfg.max_positions, cfg.d_model), persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def _position_offsets(self, B: int, T: int, device: torch.device) -> torch.Tensor:
+        """Per-row start position: random while training with random_pos_offset, else 0. (B,)"""
+        if self.training and self.cfg.random_pos_offset and self.cfg.pos_encoding == "learned":
+            return torch.randint(0, self.cfg.max_positions - T + 1, (B,), device=device)
+        return torch.zeros(B, dtype=torch.long, device=device)
+
+    def forward(self, idx: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
+        """Logits (B, T, vocab) for tokens idx (B, T) sitting at positions start..start+T-1."""
+        B, T = idx.shape
+        if start + T > self.cfg.max_positions and self.cfg.pos_encoding in ("learned", "sinusoidal"):
+            raise ValueError(f"sequence of {start + T} tokens exceeds max_positions={self.cfg.max_positions}")
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        x = self.embed(idx)  # (B, T, C)
+        if self.cfg.pos_encoding == "learned":
+            x = x + self.pos_table(pos[None, :] + self._position_offsets(B, T, idx.device)[:, None])
+        elif self.cfg.pos_encoding == "sinusoidal":
+            x = x + self.pos_table_fixed[pos]
+        x = self.drop(x)
+        for i, block in enumerate(self.blocks):
+            x = block(x, pos, None if caches is None else caches[i])
+        return self.head(self.ln_f(x))
+
+    @torch.no_grad()
+    def generate(self, prompts: torch.Tensor, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:
+        """Greedy continuation of equal-length prompts (B, P); returns (B, <=max_new_tokens).
+
+        Each row stops at EoS; finished rows are filled with pad. use_cache=False recomputes the
+        whole prefix every step (the reference the KV cache must match).
+        """
+        B = prompts.shape[0]
+        limit = max_new_tokens
+        if self.cfg.pos_encoding in ("learned", "sinusoidal"):
+            limit = min(limit, self.cfg.max_positions - prompts.shape[1])
+        caches = [{} for _ in self.blocks] if use_cache else None
+        seq = prompts
+        logits = self(prompts, caches)
+        done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
+        out = []
+        for _ in range(limit):
+            nxt = logits[:, -1].argmax(-1)  # (B,)
+            nxt = torch.where(done, torch.full_like(nxt, self.cfg.pad_id), nxt)
+            out.append(nxt)
+            done |= nxt == self.cfg.eos_id
+            if done.all():
+                break
+            if use_cache:
+                logits = self(nxt[:, None], caches, start=seq.shape[1])
+                seq = torch.cat([seq, nxt[:, None]], dim=1)
+            else:
+                seq = torch.cat([seq, nxt[:, None]], dim=1)
+                logits = self(seq)
+        if not out:
+            return prompts.new_zeros(B, 0)
+        return torch.stack(out, dim=1)
+
+
+def configure_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, warmup_steps: int, max_steps: int, min_lr_ratio: float
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (decay on matrices only) with linear warmup then cosine decay to lr*min_lr_ratio."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)

@@ -1,0 +1,163 @@
+"""Train the counting transformer with Lightning; keep the best checkpoint by long-length generation.
+
+    python train_lightning.py --config counting_small [--seed 1] [--output_dir DIR] [key=value ...]
+"""
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from config import PRESETS, ConfigError, ExperimentConfig, apply_overrides, from_dict, load_config, parse_overrides, save_config
+from data_generation import DataError
+from evaluate import CheckpointError, load_checkpoint
+
+RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Train a decoder-only transformer to count; score it by greedy generation at unseen lengths.",
+        epilog="Overrides: any config key as key=value, e.g. train.lr=3e-4 model.pos_encoding=rope n_layer=2.",
+    )
+    parser.add_argument("--config", help=f"preset ({', '.join(PRESETS)}) or YAML path (default: counting_small)")
+    parser.add_argument("--seed", type=int, help="training seed (init, batch order); the data split seed is data.seed")
+    parser.add_argument("--output_dir", help="where config.yaml, checkpoints/ and logs go")
+    parser.add_argument("--fast_dev_run", action="store_true", help="one train and one val batch, no logger/checkpoints")
+    parser.add_argument("--resume_from", help="continue from this checkpoint (e.g. OUTPUT_DIR/checkpoints/last.ckpt)")
+    parser.add_argument("--max_steps", type=int, help="total optimizer steps")
+    parser.add_argument("--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
+    parser.add_argument("--accelerator", help="cpu, gpu, auto ...")
+    parser.add_argument("--devices", help="number of devices, or auto")
+    parser.add_argument("--logger", choices=["tensorboard", "wandb", "both", "none"], help="experiment logger(s)")
+    parser.add_argument("--overwrite", action="store_true", help="allow a fresh run in an output_dir that has checkpoints")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    return parser.parse_args(argv)
+
+
+def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The run's config: preset/YAML (or the checkpoint's on resume) + flags + key=value overrides."""
+    overrides = parse_overrides(args.overrides)
+    for flag in ("seed", "output_dir", "max_steps", "precision", "accelerator", "devices", "logger"):
+        if getattr(args, flag) is not None:
+            overrides[f"train.{flag}"] = str(getattr(args, flag))
+    if not args.resume_from:
+        return load_config(args.config or "counting_small", overrides)
+    _, cfg = load_checkpoint(args.resume_from)
+    if args.config:  # the named config must describe the same model and data as the checkpoint
+        named = load_config(args.config)
+        for section in ("model", "data"):
+            mine, theirs = getattr(named, section).__dict__, getattr(cfg, section).__dict__
+            diff = [k for k in mine if mine[k] != theirs[k] and k != "data_dir"]
+            if diff:
+                raise ConfigError(
+                    f"--config {args.config} differs from the checkpoint in {section}.{diff[0]} "
+                    f"({mine[diff[0]]!r} vs {theirs[diff[0]]!r}); resume without --config or start a new run"
+                )
+    unsafe = [k for k in overrides if k.split(".")[-1] not in RESUME_SAFE]
+    if unsafe:
+        raise ConfigError(f"{unsafe[0]} cannot change on resume; only {', '.join(sorted(RESUME_SAFE))} can")
+    return apply_overrides(cfg, overrides)
+
+
+def make_loggers(cfg: ExperimentConfig, out: Path) -> list:
+    """TensorBoard and/or W&B; W&B runs offline unless an API key or WANDB_MODE says otherwise."""
+    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
+    loggers = []
+    if cfg.train.logger in ("tensorboard", "both"):
+        loggers.append(TensorBoardLogger(str(out), name="tb", version="", default_hp_metric=False))
+    if cfg.train.logger in ("wandb", "both"):
+        if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
+            os.environ["WANDB_MODE"] = "offline"
+        id_file = out / "wandb_run_id.txt"
+        if not id_file.exists():
+            import wandb
+
+            id_file.write_text(wandb.util.generate_id())
+        loggers.append(WandbLogger(project="length-generalization-counting", save_dir=str(out), id=id_file.read_text()))
+    return loggers
+
+
+def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | None = None, overwrite: bool = False):
+    """Build the module, trainer and callbacks, and fit. Returns the trainer."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lightning_model import MONITOR, CountingModule, GenerationEval, PrintProgress, progress_to_stdout
+
+    out = Path(cfg.train.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not fast_dev_run and not resume_from and not overwrite and any(ckpt_dir.glob("*.ckpt")):
+        raise ConfigError(
+            f"{ckpt_dir} already holds checkpoints; pass --resume_from {ckpt_dir}/last.ckpt, "
+            "a new --output_dir, or --overwrite"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    except OSError as err:
+        raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
+    pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    module = CountingModule(cfg.to_dict())
+    module.setup("fit")  # load (or generate) the data now, so data errors come before training starts
+    callbacks = [GenerationEval(cfg.train.n_examples, limit=32 if fast_dev_run else None), PrintProgress(cfg.train.log_every)]
+    if not fast_dev_run:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max", save_top_k=1, save_last=True,
+                auto_insert_metric_name=False,
+            )
+        )
+    t = cfg.train
+    trainer = pl.Trainer(
+        max_steps=t.max_steps,
+        val_check_interval=t.eval_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=t.grad_clip or None,
+        precision=t.precision,
+        accelerator=t.accelerator,
+        devices=int(t.devices) if t.devices.isdigit() else t.devices,
+        logger=False if fast_dev_run or t.logger == "none" else make_loggers(cfg, out),
+        callbacks=callbacks,
+        fast_dev_run=fast_dev_run,
+        enable_progress_bar=progress_to_stdout(),
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every,
+        default_root_dir=str(out),
+    )
+    print(
+        f"Training {module.model.num_params():,} parameters ({cfg.model.pos_encoding} positions, "
+        f"{cfg.model.number_encoding} numbers) for {t.max_steps} steps; output in {out}/",
+        flush=True,
+    )
+    trainer.fit(module, ckpt_path=resume_from)
+    if not fast_dev_run and trainer.is_global_zero:
+        best = trainer.checkpoint_callback.best_model_path
+        print(f"Best checkpoint (by {MONITOR}): {best}\nScore it: python evaluate.py --checkpoint {best}")
+    return trainer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*IterableDataset.*__len__.*")
+    try:
+        cfg = resolve_config(args)
+        train(cfg, args.fast_dev_run, args.resume_from, args.overwrite)
+    except (ConfigError, DataError, CheckpointError, FloatingPointError) as err:
+        if args.debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Resume with: python train_lightning.py --resume_from {args.output_dir or 'OUTPUT_DIR'}/checkpoints/last.ckpt", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
