@@ -238,4 +238,3 @@ def parse_overrides(items: list[str]) -> dict:
         key, value = item.split("=", 1)
         out[key.strip()] = value.strip()
     return out
-

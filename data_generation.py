@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from config import DataConfig, ConfigError, load_config
+from config import ConfigError, DataConfig, load_config
 
 SPECIALS = ("PAD", "SoS", ">", "EoS")
 PAD, SOS, SEP, EOS = range(4)
@@ -270,7 +270,9 @@ class TrainStream(torch.utils.data.IterableDataset):
             if not bad.any():
                 break
             a_new = rng.integers(0, self.cfg.max_number + 1 - d[bad])
-            pairs[bad] = np.stack([np.where(down[bad], a_new + d[bad], a_new), np.where(down[bad], a_new, a_new + d[bad])], 1)
+            pairs[bad] = np.stack(
+                [np.where(down[bad], a_new + d[bad], a_new), np.where(down[bad], a_new, a_new + d[bad])], 1
+            )
         return pairs
 
     def __iter__(self):

@@ -1,7 +1,7 @@
 """Generation accuracy: the one scorer used by training callbacks, train.py, debug tools and this CLI.
 
-    python evaluate.py --checkpoint CKPT [--split test] [--min_len 151 --max_len 200] [--json FILE]
-    python evaluate.py --checkpoint CKPT --prompts prompts.txt --output answers.txt
+python evaluate.py --checkpoint CKPT [--split test] [--min_len 151 --max_len 200] [--json FILE]
+python evaluate.py --checkpoint CKPT --prompts prompts.txt --output answers.txt
 """
 
 import argparse
@@ -38,11 +38,12 @@ class CheckpointError(Exception):
 
 @dataclass
 class GenerationResult:
-    """Greedy generations for a set of (a, b) pairs, scored against the true count."""
+    """Greedy answers for a set of (a, b) pairs, scored against the true count by their first error."""
 
     pairs: np.ndarray  # (n, 2)
-    outputs: list[list[int]]  # generated ids after '>', through EoS or the cut
-    failure: np.ndarray  # (n,) one of FAILURES: where the first wrong token falls
+    failure: np.ndarray  # (n,) one of FAILURES: what the first wrong token was
+    first_error: np.ndarray  # (n,) answer index of the first wrong token, -1 if correct
+    outputs: list[list[int]] | None = None  # generated ids after '>' (generation mode only)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -58,16 +59,14 @@ class GenerationResult:
         return {int(n): float(self.correct[lengths == n].mean()) for n in np.unique(lengths)}
 
     def summary(self) -> dict:
-        """Overall exact match, the worst length, and the rate of each kind of first error."""
+        """Overall exact match, the worst length, and how often each kind of first error occurs."""
         by_len = self.by_length()
         rates = {f"{kind}_rate": float((self.failure == kind).mean()) for kind in FAILURES[1:]}
-        stopped_right = ~np.isin(self.failure, ("early_stop", "no_stop"))
-        numbers_right = np.array([_numbers_right(o, p) for o, p in zip(self.outputs, self.pairs.tolist())])
         return {
             "exact_match": float(self.correct.mean()),
             "min_over_lengths": min(by_len.values()),
-            "numbers_right": float(numbers_right.mean()),
-            "stopped_right": float(stopped_right.mean()),
+            "numbers_right": rates["no_stop_rate"] + float(self.correct.mean()),  # every number right
+            "stop_error_rate": rates["no_stop_rate"] + rates["early_stop_rate"],  # numbers fine up to a bad stop
             **rates,
             "n": len(self.pairs),
         }
@@ -79,35 +78,34 @@ def target_answer(a: int, b: int) -> list[int]:
     return [NUMBER_OFFSET + v for v in range(a, b + step, step)] + [EOS]
 
 
-def _numbers_right(output: list[int], pair: list[int]) -> bool:
-    target = target_answer(*pair)[:-1]
-    return output[: len(target)] == target
+def classify(k: int, want: int, got: int) -> str:
+    """Name a first error at answer index k: start, direction (index 1), early/no stop, or miscount."""
+    if k < 0:
+        return "correct"
+    if want == EOS:
+        return "no_stop"
+    if got == EOS:
+        return "early_stop"
+    return "start" if k == 0 else "direction" if k == 1 else "miscount"
 
 
-def classify(output: list[int], target: list[int]) -> str:
-    """Name the first wrong token: start, direction (answer index 1), early/no stop, or miscount."""
-    for k, want in enumerate(target):
-        got = output[k] if k < len(output) else PAD
-        if got == want:
-            continue
-        if want == EOS:
-            return "no_stop"
-        if got == EOS:
-            return "early_stop"
-        return "start" if k == 0 else "direction" if k == 1 else "miscount"
-    return "correct"
+def _by_length_batches(pairs: np.ndarray, batch_size: int):
+    """Index batches of pairs sorted by length, so each batch pads little and stops early."""
+    order = np.argsort(seq_length(pairs[:, 0], pairs[:, 1]), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
 
 
 @torch.no_grad()
-def generate_answers(model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, extra: int = 8) -> list[list[int]]:
-    """Greedy answers for each pair (batched by length; KV-cached), cut after EoS or `extra` past the target."""
+def generate_answers(
+    model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, extra: int = 8
+) -> list[list[int]]:
+    """Greedy KV-cached answers for each pair, cut after EoS or `extra` tokens past the target."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    order = np.argsort(seq_length(pairs[:, 0], pairs[:, 1]), kind="stable")
     outputs: list[list[int]] = [[] for _ in range(len(pairs))]
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in _by_length_batches(pairs, batch_size):
         prompts = encode_batch(pairs[idx, 0], pairs[idx, 1])[:, :PROMPT_LEN].to(device)
         longest = int(seq_length(pairs[idx, 0], pairs[idx, 1]).max()) - PROMPT_LEN
         generated = model.generate(prompts, max_new_tokens=longest + extra).tolist()
@@ -117,11 +115,53 @@ def generate_answers(model: CountingTransformer, pairs: np.ndarray, batch_size: 
     return outputs
 
 
-def evaluate_pairs(model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512) -> GenerationResult:
-    """Generate for every pair and score it; the one accuracy function of the project."""
-    outputs = generate_answers(model, pairs, batch_size)
-    failure = np.array([classify(o, target_answer(a, b)) for o, (a, b) in zip(outputs, pairs.tolist())])
-    return GenerationResult(pairs=pairs, outputs=outputs, failure=failure)
+@torch.no_grad()
+def _first_errors_teacher_forced(model: CountingTransformer, pairs: np.ndarray, batch_size: int):
+    """(first error index, wanted id, predicted id) per pair from one forward pass over the true sequence.
+
+    Greedy decoding reproduces the target exactly iff the argmax is right at every answer position
+    given the true prefix, and the first greedy mistake is the first teacher-forced one.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    k_all, want_all, got_all = (np.full(len(pairs), -1) for _ in range(3))
+    for idx in _by_length_batches(pairs, batch_size):
+        tokens = encode_batch(pairs[idx, 0], pairs[idx, 1]).to(device)
+        pred = model(tokens[:, :-1]).argmax(-1)[:, PROMPT_LEN - 1 :]  # predictions of answer tokens
+        target = tokens[:, PROMPT_LEN:]
+        wrong = (pred != target) & (target != PAD)
+        k = torch.where(wrong.any(1), wrong.float().argmax(1), torch.full_like(wrong[:, 0], -1, dtype=torch.long))
+        safe = k.clamp(min=0)[:, None]
+        k_all[idx], want_all[idx] = k.cpu().numpy(), target.gather(1, safe)[:, 0].cpu().numpy()
+        got_all[idx] = pred.gather(1, safe)[:, 0].cpu().numpy()
+    model.train(was_training)
+    return k_all, want_all, got_all
+
+
+def evaluate_pairs(model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, generate: bool = False):
+    """Score greedy answers for every pair: the project's one accuracy function.
+
+    generate=False finds each greedy answer's first error in one teacher-forced pass (fast);
+    generate=True really decodes (KV-cached) and also returns the outputs. Both give the same scores.
+    """
+    if generate:
+        outputs = generate_answers(model, pairs, batch_size)
+        firsts = [_first_divergence(o, target_answer(a, b)) for o, (a, b) in zip(outputs, pairs.tolist())]
+        k, want, got = (np.array(x) for x in zip(*firsts))
+    else:
+        outputs = None
+        k, want, got = _first_errors_teacher_forced(model, pairs, batch_size)
+    failure = np.array([classify(*x) for x in zip(k.tolist(), want.tolist(), got.tolist())])
+    return GenerationResult(pairs=pairs, failure=failure, first_error=k, outputs=outputs)
+
+
+def _first_divergence(output: list[int], target: list[int]) -> tuple[int, int, int]:
+    for k, want in enumerate(target):
+        got = output[k] if k < len(output) else PAD
+        if got != want:
+            return k, want, got
+    return -1, -1, -1
 
 
 def bucket_table(by_length: dict[int, float], width: int = 10) -> dict[str, float]:
@@ -141,10 +181,13 @@ def format_example(tokenizer: CountingTokenizer, pair, output: list[int], ok: bo
     return f"SoS {pair[0]} {pair[1]} > {' '.join(words)} {'✅' if ok else '❌'}"
 
 
-def examples(result: GenerationResult, tokenizer: CountingTokenizer, n: int) -> list[str]:
-    """Up to n formatted examples, mistakes first."""
+def examples(model: CountingTransformer, result: GenerationResult, tokenizer: CountingTokenizer, n: int) -> list[str]:
+    """Up to n generated examples, mistakes first (decoded for real, even if result was teacher-forced)."""
     order = np.argsort(result.correct, kind="stable")[:n]
-    return [format_example(tokenizer, result.pairs[i], result.outputs[i], bool(result.correct[i])) for i in order]
+    outputs = result.outputs if result.outputs is not None else generate_answers(model, result.pairs[order])
+    if result.outputs is not None:
+        outputs = [outputs[i] for i in order]
+    return [format_example(tokenizer, result.pairs[i], o, bool(result.correct[i])) for i, o in zip(order, outputs)]
 
 
 def format_report(result: GenerationResult, title: str) -> str:
@@ -152,8 +195,8 @@ def format_report(result: GenerationResult, title: str) -> str:
     s = result.summary()
     lines = [
         f"{title}: exact match {s['exact_match']:.1%} over {s['n']} sequences "
-        f"(worst length {s['min_over_lengths']:.1%}; numbers right {s['numbers_right']:.1%}, "
-        f"stopped right {s['stopped_right']:.1%})",
+        f"(worst length {s['min_over_lengths']:.1%}; all numbers right {s['numbers_right']:.1%}, "
+        f"stop errors {s['stop_error_rate']:.1%})",
         "first errors: " + ", ".join(f"{k} {s[k + '_rate']:.1%}" for k in FAILURES[1:]),
         "by bucket:    " + "  ".join(f"{k[4:]} {v:.0%}" for k, v in bucket_table(result.by_length()).items()),
         "every length:",
@@ -171,7 +214,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path} could not be read as a checkpoint ({type(err).__name__}); it may be truncated") from None
+        raise CheckpointError(
+            f"{path} could not be read as a checkpoint ({type(err).__name__}); it may be truncated"
+        ) from None
     config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
     if config is None or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no config or state_dict inside)")
@@ -229,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", help="file of 'SoS a b >' lines to answer instead of scoring")
     parser.add_argument("--output", help="where --prompts answers go (default: stdout)")
     parser.add_argument("--batch_size", type=int, default=512)
+    parser.add_argument("--generate", action="store_true", help="score by real decoding (slower; same numbers)")
     args = parser.parse_args(argv)
     try:
         model, cfg = load_checkpoint(args.checkpoint)
@@ -246,12 +292,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.data_dir:
                 cfg.data.data_dir = args.data_dir
             pairs, title = load_splits(cfg.data)[args.split], f"{args.split} split"
-        result = evaluate_pairs(model, pairs, args.batch_size)
+        result = evaluate_pairs(model, pairs, args.batch_size, generate=args.generate)
     except (CheckpointError, DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_report(result, title))
-    for line in examples(result, tokenizer, 5):
+    for line in examples(model, result, tokenizer, 5):
         print("  " + line)
     if args.json:
         summary = result.summary()

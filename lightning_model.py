@@ -92,7 +92,7 @@ class GenerationEval(pl.Callback):
             summary = result.summary()
             module.log(f"{split}/gen_acc", summary["exact_match"])
             module.log(f"{split}/gen_acc_min_len", summary["min_over_lengths"])
-            for key in ("stopped_right", "numbers_right", "direction_rate", "no_stop_rate", "early_stop_rate"):
+            for key in ("numbers_right", "stop_error_rate", "direction_rate", "no_stop_rate", "early_stop_rate"):
                 module.log(f"{split}/{key}", summary[key])
             if split != "val":
                 for bucket, acc in bucket_table(result.by_length()).items():
@@ -100,10 +100,10 @@ class GenerationEval(pl.Callback):
             lines.append(
                 f"  {split:7s} exact {summary['exact_match']:6.1%}  worst length {summary['min_over_lengths']:6.1%}"
                 f"  direction errors {summary['direction_rate']:5.1%}  stop errors "
-                f"{summary['no_stop_rate'] + summary['early_stop_rate']:5.1%}"
+                f"{summary['stop_error_rate']:5.1%}"
             )
             if split == "test":
-                lines += ["    " + line for line in examples(result, tokenizer, self.n_examples)]
+                lines += ["    " + line for line in examples(module.model, result, tokenizer, self.n_examples)]
             if split == "ood_val":
                 self.best = max(self.best, summary["exact_match"])
                 module.log("ood_val/best_gen_acc", self.best)

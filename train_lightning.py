@@ -1,6 +1,6 @@
 """Train the counting transformer with Lightning; keep the best checkpoint by long-length generation.
 
-    python train_lightning.py --config counting_small [--seed 1] [--output_dir DIR] [key=value ...]
+python train_lightning.py --config counting_small [--seed 1] [--output_dir DIR] [key=value ...]
 """
 
 import argparse
@@ -9,7 +9,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from config import PRESETS, ConfigError, ExperimentConfig, apply_overrides, from_dict, load_config, parse_overrides, save_config
+from config import (
+    PRESETS,
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    load_config,
+    parse_overrides,
+    save_config,
+)
 from data_generation import DataError
 from evaluate import CheckpointError, load_checkpoint
 
@@ -24,14 +32,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help=f"preset ({', '.join(PRESETS)}) or YAML path (default: counting_small)")
     parser.add_argument("--seed", type=int, help="training seed (init, batch order); the data split seed is data.seed")
     parser.add_argument("--output_dir", help="where config.yaml, checkpoints/ and logs go")
-    parser.add_argument("--fast_dev_run", action="store_true", help="one train and one val batch, no logger/checkpoints")
+    parser.add_argument(
+        "--fast_dev_run", action="store_true", help="one train and one val batch, no logger/checkpoints"
+    )
     parser.add_argument("--resume_from", help="continue from this checkpoint (e.g. OUTPUT_DIR/checkpoints/last.ckpt)")
     parser.add_argument("--max_steps", type=int, help="total optimizer steps")
     parser.add_argument("--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
     parser.add_argument("--accelerator", help="cpu, gpu, auto ...")
     parser.add_argument("--devices", help="number of devices, or auto")
     parser.add_argument("--logger", choices=["tensorboard", "wandb", "both", "none"], help="experiment logger(s)")
-    parser.add_argument("--overwrite", action="store_true", help="allow a fresh run in an output_dir that has checkpoints")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="allow a fresh run in an output_dir that has checkpoints"
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
     return parser.parse_args(argv)
@@ -103,11 +115,19 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = CountingModule(cfg.to_dict())
     module.setup("fit")  # load (or generate) the data now, so data errors come before training starts
-    callbacks = [GenerationEval(cfg.train.n_examples, limit=32 if fast_dev_run else None), PrintProgress(cfg.train.log_every)]
+    callbacks = [
+        GenerationEval(cfg.train.n_examples, limit=32 if fast_dev_run else None),
+        PrintProgress(cfg.train.log_every),
+    ]
     if not fast_dev_run:
         callbacks.append(
             ModelCheckpoint(
-                dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max", save_top_k=1, save_last=True,
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor=MONITOR,
+                mode="max",
+                save_top_k=1,
+                save_last=True,
                 auto_insert_metric_name=False,
             )
         )
@@ -154,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Resume with: python train_lightning.py --resume_from {args.output_dir or 'OUTPUT_DIR'}/checkpoints/last.ckpt", file=sys.stderr)
+        where = args.output_dir or "OUTPUT_DIR"
+        print(
+            f"\nInterrupted. Resume: python train_lightning.py --resume_from {where}/checkpoints/last.ckpt",
+            file=sys.stderr,
+        )
         return 130
     return 0
 

@@ -1,0 +1,193 @@
+"""Train several recipes x seeds one after another, score each best checkpoint, and tabulate/plot.
+
+    python experiments/sweep.py --variants nope,value_ssmax --seeds 0,1,2,3,4 --out experiments/results
+    python experiments/sweep.py --quick        # two recipes, one seed, few steps: a few minutes
+
+Model selection uses ood_val only (the checkpoint monitor); the test split is only reported.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import load_config  # noqa: E402
+from data_generation import ensure_splits  # noqa: E402
+from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E402
+from train_lightning import train  # noqa: E402
+
+# Each recipe is a set of overrides on the CPU preset; the preset itself is "recipe".
+VARIANTS = {
+    "recipe": {},
+    "nope": {"model.pos_encoding": "none", "model.number_encoding": "learned", "model.scalable_softmax": False},
+    "rope": {"model.pos_encoding": "rope", "model.number_encoding": "learned", "model.scalable_softmax": False},
+    "learned_shift": {
+        "model.pos_encoding": "learned",
+        "model.random_pos_offset": True,
+        "model.number_encoding": "learned",
+        "model.scalable_softmax": False,
+    },
+    "sinusoidal": {
+        "model.pos_encoding": "sinusoidal",
+        "model.number_encoding": "learned",
+        "model.scalable_softmax": False,
+    },
+    "nope_value": {"model.pos_encoding": "none", "model.number_encoding": "value", "model.scalable_softmax": False},
+    "nope_value_ssmax": {
+        "model.pos_encoding": "none",
+        "model.number_encoding": "value",
+        "model.scalable_softmax": True,
+    },
+    "nope_learned+value_ssmax": {
+        "model.pos_encoding": "none",
+        "model.number_encoding": "learned+value",
+        "model.scalable_softmax": True,
+    },
+    "rope_value_ssmax": {
+        "model.pos_encoding": "rope",
+        "model.number_encoding": "value",
+        "model.scalable_softmax": True,
+    },
+}
+BAR = {"overall": 0.99, "min_length": 0.97, "in_distribution": 0.995}
+
+
+def run_one(base: str, name: str, seed: int, out: Path, extra: dict) -> dict:
+    """Train one (recipe, seed), then score its best checkpoint on val, test and 151-200."""
+    run_dir = out / "runs" / f"{name}_seed{seed}"
+    overrides = {
+        **VARIANTS[name],
+        **extra,
+        "train.seed": seed,
+        "train.output_dir": str(run_dir),
+        "train.logger": "none",
+    }
+    cfg = load_config(base, overrides)
+    started = time.perf_counter()
+    trainer = train(cfg, overwrite=True)
+    wall = time.perf_counter() - started
+    model, cfg = load_checkpoint(trainer.checkpoint_callback.best_model_path)
+    splits = ensure_splits(cfg.data)
+    test = evaluate_pairs(model, splits["test"])
+    val = evaluate_pairs(model, splits["val"]).summary()
+    record = {
+        "variant": name,
+        "seed": seed,
+        "wall_s": round(wall, 1),
+        "test": test.summary(),
+        "test_by_length": {str(k): v for k, v in test.by_length().items()},
+        "in_distribution": val["exact_match"],
+    }
+    if cfg.data.max_number + 6 >= 200:
+        record["stretch_151_200"] = evaluate_pairs(model, pairs_for_range(151, 200, cfg.data.max_number, 5)).summary()[
+            "exact_match"
+        ]
+    s = record["test"]
+    record["meets_bar"] = bool(
+        s["exact_match"] >= BAR["overall"]
+        and s["min_over_lengths"] >= BAR["min_length"]
+        and record["in_distribution"] >= BAR["in_distribution"]
+    )
+    print(
+        f"== {name} seed {seed}: test {s['exact_match']:.1%} (worst length {s['min_over_lengths']:.1%}), "
+        f"in-dist {record['in_distribution']:.1%}, direction errors {s['direction_rate']:.1%}, "
+        f"stop errors {s['early_stop_rate'] + s['no_stop_rate']:.1%}, {wall:.0f}s",
+        flush=True,
+    )
+    return record
+
+
+def table(records: list[dict]) -> str:
+    """Markdown: one row per recipe, median over seeds and success rate against the bar."""
+    rows = [
+        "| recipe | seeds | meets bar | median test EM | median worst length | median in-dist EM "
+        "| direction err | stop err | median wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["variant"] for r in records):
+        rs = [r for r in records if r["variant"] == name]
+
+        def med(f, rs=rs) -> float:
+            return float(np.median([f(r) for r in rs]))
+
+        rows.append(
+            f"| {name} | {len(rs)} | {sum(r['meets_bar'] for r in rs)}/{len(rs)} "
+            f"| {med(lambda r: r['test']['exact_match']):.1%} | {med(lambda r: r['test']['min_over_lengths']):.1%} "
+            f"| {med(lambda r: r['in_distribution']):.1%} | {med(lambda r: r['test']['direction_rate']):.1%} "
+            f"| {med(lambda r: r['test']['early_stop_rate'] + r['test']['no_stop_rate']):.1%} "
+            f"| {med(lambda r: r['wall_s']):.0f} |"
+        )
+    return "\n".join(rows)
+
+
+def plot(records: list[dict], path: Path, train_max_len: int) -> None:
+    """Exact match vs length: median line per recipe, min-max over seeds shaded, training range marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in dict.fromkeys(r["variant"] for r in records):
+        curves = np.array(
+            [
+                [r["test_by_length"][k] for k in sorted(r["test_by_length"], key=int)]
+                for r in records
+                if r["variant"] == name
+            ]
+        )
+        lengths = sorted(int(k) for k in records[0]["test_by_length"])
+        ax.plot(lengths, np.median(curves, 0), label=f"{name} (n={len(curves)})")
+        ax.fill_between(lengths, curves.min(0), curves.max(0), alpha=0.2)
+    ax.axvspan(0, train_max_len, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
+    ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
+    ax.set_title("Counting: generation accuracy on unseen lengths (median over seeds)")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="counting_small", help="base preset or YAML")
+    parser.add_argument(
+        "--variants", default="recipe,nope,rope,learned_shift", help=f"comma list of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated training seeds")
+    parser.add_argument("--out", default="experiments/results", help="folder for results.json, results.md, plot")
+    parser.add_argument("--quick", action="store_true", help="recipe and nope, seed 0, 600 steps")
+    parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
+    args = parser.parse_args(argv)
+    variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+    extra = dict(item.split("=", 1) for item in args.overrides)
+    if args.quick:
+        variants, seeds = ["recipe", "nope"], [0]
+        extra.setdefault("train.max_steps", "600")
+        extra.setdefault("train.eval_every", "200")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        print(f"error: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.json"
+    records = []
+    for name in variants:
+        for seed in seeds:
+            records.append(run_one(args.config, name, seed, out, extra))
+            results_path.write_text(json.dumps(records, indent=1) + "\n")  # keep partial results
+    md = table(records)
+    (out / "results.md").write_text(md + "\n")
+    plot(records, out / "length_curve.png", load_config(args.config).data.train_max_len)
+    print(md)
+    print(f"Wrote {results_path}, {out / 'results.md'} and {out / 'length_curve.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

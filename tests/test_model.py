@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from data_generation import EOS, PROMPT_LEN, encode_batch
+from model import NUMBER_ENCODINGS, POS_ENCODINGS, CountingTransformer, ModelConfig
+
+VARIANTS = [(pe, "learned", False) for pe in POS_ENCODINGS] + [
+    ("none", enc, ssmax) for enc in NUMBER_ENCODINGS for ssmax in (False, True)
+]
+
+
+def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, **kw) -> CountingTransformer:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        n_layer=2,
+        n_head=2,
+        d_model=32,
+        d_ff=64,
+        pos_encoding=pos_encoding,
+        number_encoding=number_encoding,
+        scalable_softmax=scalable_softmax,
+        max_number=199,
+        vocab_size=204,
+        **kw,
+    )
+    return CountingTransformer(cfg).eval()
+
+
+@pytest.mark.parametrize("pe,enc,ssmax", VARIANTS)
+def test_model_is_causal(pe, enc, ssmax):
+    model = tiny(pe, enc, ssmax)
+    tokens = encode_batch([10], [40])
+    changed = tokens.clone()
+    changed[0, 20] = 4 + 150
+    with torch.no_grad():
+        a, b = model(tokens), model(changed)
+    assert torch.allclose(a[:, :20], b[:, :20], atol=1e-5)
+    assert not torch.allclose(a[:, 20:], b[:, 20:])
+
+
+@pytest.mark.parametrize("pe,enc,ssmax", VARIANTS)
+def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax):
+    model = tiny(pe, enc, ssmax)
+    with torch.no_grad():  # sharpen the random model so it emits varied tokens and sometimes EoS
+        model.head.weight.mul_(30)
+    prompts = encode_batch(torch.arange(0, 160, 10).numpy(), torch.arange(40, 200, 10).numpy())[:, :PROMPT_LEN]
+    cached = model.generate(prompts, 60, use_cache=True)
+    full = model.generate(prompts, 60, use_cache=False)
+    assert cached.shape == full.shape and torch.equal(cached, full)
+    assert cached.unique().numel() > 3  # not a degenerate constant output
+
+
+def test_generate_stops_each_row_at_eos_and_pads_the_rest():
+    model = tiny()
+    with torch.no_grad():  # force EoS always
+        model.head.weight.zero_()
+        model.head.weight[EOS] = 1.0
+        model.ln_f.bias.fill_(1.0)
+    out = model.generate(encode_batch([1, 2], [5, 9])[:, :PROMPT_LEN], 20)
+    assert out.tolist() == [[EOS], [EOS]]
+
+
+def test_learned_positions_shift_only_in_training():
+    model = tiny("learned", random_pos_offset=True)
+    tokens = encode_batch([10], [40])
+    with torch.no_grad():
+        assert torch.equal(model(tokens), model(tokens))  # eval: no shift
+        model.train()
+        torch.manual_seed(1)
+        first = model(tokens)
+        torch.manual_seed(2)
+        assert not torch.allclose(first, model(tokens))
+
+
+def test_fixed_position_tables_refuse_sequences_beyond_their_size():
+    model = tiny("sinusoidal", max_positions=32)
+    with pytest.raises(ValueError, match="max_positions"):
+        model(encode_batch([0], [40]))
