@@ -1,8 +1,10 @@
 """The LightningModule that trains the counting transformer, and the callback that scores generation."""
 
 import math
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -115,6 +117,30 @@ class GenerationEval(pl.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.best = state["best"]
+
+
+class LastCheckpoint(pl.Callback):
+    """Write `last.ckpt` every `every` steps and at the end, atomically (temp file, then rename).
+
+    Lightning's ModelCheckpoint only refreshes last.ckpt when it also saves a new best, so a run whose
+    best came early would otherwise resume from that early step.
+    """
+
+    def __init__(self, path: Path, every: int):
+        self.path, self.every = Path(path), every
+
+    def save(self, trainer: pl.Trainer) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self.save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.save(trainer)
 
 
 class PrintProgress(pl.Callback):

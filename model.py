@@ -34,6 +34,8 @@ class ModelConfig:
     random_pos_offset: bool = False  # learned only: shift positions randomly while training
     number_encoding: str = "learned"  # learned | learned+value | value (see NumberEmbedding)
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
+    local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
+    local_window: int = 8  # keys a local head sees: itself and the window-1 before it
 
 
 def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> torch.Tensor:
@@ -110,13 +112,16 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        nh = self.cfg.n_head
+        nh, nl = self.cfg.n_head, self.cfg.local_heads
         q, k, v = self.qkv(x).split(C, dim=2)
         q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, nh, C // nh).transpose(1, 2)
         v = v.view(B, T, nh, C // nh).transpose(1, 2)
         if self.cfg.pos_encoding == "rope":
             q, k = rope_rotate(q, pos), rope_rotate(k, pos)
+        elif nl:  # only the local heads are rotary
+            q = torch.cat([rope_rotate(q[:, :nl], pos), q[:, nl:]], dim=1)
+            k = torch.cat([rope_rotate(k[:, :nl], pos), k[:, nl:]], dim=1)
         if cache is not None:  # append to the cache; attend over everything seen so far
             if "k" in cache:
                 k = torch.cat([cache["k"], k], dim=2)
@@ -126,21 +131,27 @@ class CausalSelfAttention(nn.Module):
         if self.cfg.scalable_softmax:  # query at step t sees n = t+1 keys
             n_keys = torch.arange(n_past + 1, n_past + T + 1, device=x.device, dtype=q.dtype)
             q = q * (self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, 1, T, 1))
+        mask = self._mask(T, n_past, x.device)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
-            is_causal=T > 1 and n_past == 0,
-            attn_mask=None if (T == 1 or n_past == 0) else _offset_causal_mask(T, n_past, x.device),
+            is_causal=mask is None and T > 1,
+            attn_mask=mask,
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return F.dropout(self.proj(y), self.dropout, self.training)
 
-
-def _offset_causal_mask(T: int, n_past: int, device: torch.device) -> torch.Tensor:
-    """Boolean mask for T new queries over n_past cached + T new keys."""
-    return torch.ones(T, n_past + T, dtype=torch.bool, device=device).tril(diagonal=n_past)
+    def _mask(self, T: int, n_past: int, device: torch.device) -> torch.Tensor | None:
+        """Boolean (nh, T, n_past+T) mask, or None when plain causal attention (is_causal) will do."""
+        if not self.cfg.local_heads and (n_past == 0 or T == 1):
+            return None
+        q_pos = torch.arange(n_past, n_past + T, device=device)[:, None]
+        k_pos = torch.arange(n_past + T, device=device)[None, :]
+        causal = k_pos <= q_pos  # (T, S)
+        local = causal & (q_pos - k_pos < self.cfg.local_window)
+        return torch.stack([local] * self.cfg.local_heads + [causal] * (self.cfg.n_head - self.cfg.local_heads))
 
 
 class MLP(nn.Module):

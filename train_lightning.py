@@ -98,7 +98,14 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from lightning_model import MONITOR, CountingModule, GenerationEval, PrintProgress, progress_to_stdout
+    from lightning_model import (
+        MONITOR,
+        CountingModule,
+        GenerationEval,
+        LastCheckpoint,
+        PrintProgress,
+        progress_to_stdout,
+    )
 
     out = Path(cfg.train.output_dir)
     ckpt_dir = out / "checkpoints"
@@ -107,6 +114,9 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
             f"{ckpt_dir} already holds checkpoints; pass --resume_from {ckpt_dir}/last.ckpt, "
             "a new --output_dir, or --overwrite"
         )
+    if overwrite and not resume_from:
+        for old in ckpt_dir.glob("*.ckpt"):  # a fresh run must not version its names around stale files
+            old.unlink()
     try:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
@@ -127,10 +137,11 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
                 monitor=MONITOR,
                 mode="max",
                 save_top_k=1,
-                save_last=True,
+                save_last=False,
                 auto_insert_metric_name=False,
             )
         )
+        callbacks.append(LastCheckpoint(ckpt_dir / "last.ckpt", cfg.train.eval_every))
     t = cfg.train
     trainer = pl.Trainer(
         max_steps=t.max_steps,

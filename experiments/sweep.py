@@ -53,6 +53,24 @@ VARIANTS = {
         "model.number_encoding": "value",
         "model.scalable_softmax": True,
     },
+    "hybrid_value_ssmax": {
+        "model.pos_encoding": "none",
+        "model.local_heads": 2,
+        "model.number_encoding": "value",
+        "model.scalable_softmax": True,
+    },
+    "hybrid_learned+value_ssmax": {
+        "model.pos_encoding": "none",
+        "model.local_heads": 2,
+        "model.number_encoding": "learned+value",
+        "model.scalable_softmax": True,
+    },
+    "hybrid_learned_ssmax": {
+        "model.pos_encoding": "none",
+        "model.local_heads": 2,
+        "model.number_encoding": "learned",
+        "model.scalable_softmax": True,
+    },
 }
 BAR = {"overall": 0.99, "min_length": 0.97, "in_distribution": 0.995}
 

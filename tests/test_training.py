@@ -1,0 +1,104 @@
+"""Integration: a tiny model trained for real, its checkpoint reloaded and scored by evaluate.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_config
+
+from data_generation import load_splits
+from evaluate import evaluate_pairs, load_checkpoint
+from evaluate import main as evaluate_main
+from train_lightning import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train the tiny model on the small task for real (about half a minute on 2 cores)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg = small_config(tmp, **{"train.max_steps": 600, "train.eval_every": 200, "train.lr": 3e-3})
+    trainer = train(cfg)
+    return cfg, Path(trainer.checkpoint_callback.best_model_path)
+
+
+@pytest.mark.slow
+def test_tiny_model_learns_to_count_in_distribution(trained):
+    cfg, best = trained
+    assert best.name == "best.ckpt" and (best.parent / "last.ckpt").is_file()
+    assert (Path(cfg.train.output_dir) / "config.yaml").is_file()
+    model, loaded_cfg = load_checkpoint(best)
+    assert loaded_cfg.model == cfg.model  # the checkpoint alone rebuilds the model
+    val = evaluate_pairs(model, load_splits(cfg.data)["val"], generate=True)
+    assert val.summary()["exact_match"] >= 0.9
+    assert all(o[-1] == 3 for o, ok in zip(val.outputs, val.correct) if ok)  # correct answers end in EoS
+
+
+@pytest.mark.slow
+def test_teacher_forced_scoring_equals_real_decoding(trained):
+    cfg, best = trained
+    model, _ = load_checkpoint(best)
+    splits = load_splits(cfg.data)
+    pairs = np.concatenate([splits["val"], splits["test"]])
+    fast, slow = evaluate_pairs(model, pairs), evaluate_pairs(model, pairs, generate=True)
+    assert 0 < slow.correct.mean() and not slow.correct.all()  # a mix, so the comparison means something
+    assert np.array_equal(fast.failure, slow.failure)
+    assert np.array_equal(fast.first_error, slow.first_error)
+
+
+@pytest.mark.slow
+def test_evaluate_cli_scores_the_checkpoint_and_answers_prompts(trained, tmp_path, capsys):
+    cfg, best = trained
+    out_json = tmp_path / "scores.json"
+    assert evaluate_main(["--checkpoint", str(best), "--split", "val", "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    assert set(report["by_length"]) == {str(n) for n in range(6, 21)}
+    assert 0.9 <= report["overall"] <= 1.0
+    assert "every length" in capsys.readouterr().out
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("SoS 3 9 >\nSoS 12 8 >\n")
+    answers = tmp_path / "answers.txt"
+    assert evaluate_main(["--checkpoint", str(best), "--prompts", str(prompts), "--output", str(answers)]) == 0
+    lines = answers.read_text().splitlines()
+    assert lines[0] == "3 4 5 6 7 8 9 EoS" and lines[1] == "12 11 10 9 8 EoS"
+
+
+@pytest.mark.slow
+def test_best_checkpoint_is_the_best_ood_val_score(trained):
+    cfg, best = trained
+    state = torch.load(best, weights_only=True)
+    callbacks = {k: v for k, v in state["callbacks"].items() if "ModelCheckpoint" in k}
+    (mc,) = callbacks.values()
+    assert mc["monitor"] == "ood_val/gen_acc" and mc["best_model_score"] is not None
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_help_describes_every_flag():
+    out = run_cli("train_lightning.py", "--help").stdout
+    for flag in ("--config", "--seed", "--output_dir", "--fast_dev_run", "--resume_from", "--max_steps", "--precision"):
+        assert flag in out
+
+
+@pytest.mark.slow
+def test_fast_dev_run_generates_missing_data_and_finishes(tmp_path):
+    data_dir = tmp_path / "data"
+    proc = run_cli(
+        "train_lightning.py",
+        "--config",
+        "counting_tiny",
+        "--fast_dev_run",
+        "--output_dir",
+        str(tmp_path / "run"),
+        f"data.data_dir={data_dir}",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (data_dir / "metadata.json").is_file()
+    assert "ood_val" in proc.stdout and not (tmp_path / "run" / "checkpoints").exists()

@@ -1,0 +1,100 @@
+"""The same training as train_lightning.py in a plain PyTorch loop: no Lightning needed.
+
+    python train.py --config counting_small [--seed 1] [--output_dir DIR] [key=value ...]
+
+Same model, data stream, optimizer, schedule and scorer; the checkpoint loads in evaluate.py.
+"""
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides, save_config
+from data_generation import DataError, TrainStream, answer_loss, ensure_splits
+from evaluate import evaluate_pairs
+from model import CountingTransformer, configure_optimizer
+
+
+def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path) -> None:
+    """Write the layout evaluate.load_checkpoint reads (Lightning's keys), atomically."""
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": state, "hyper_parameters": {"config": cfg.to_dict()}, "global_step": step}, tmp)
+    tmp.replace(path)
+
+
+def train(cfg: ExperimentConfig) -> dict:
+    """Train, evaluating generation every eval_every steps; keep best.ckpt by ood_val. Returns the best scores."""
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    out = Path(t.output_dir)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    splits = ensure_splits(cfg.data)
+    device = "cuda" if t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    model = CountingTransformer(cfg.model).to(device)
+    optimizer, scheduler = configure_optimizer(model, t.lr, t.weight_decay, t.warmup_steps, t.max_steps, t.min_lr_ratio)
+    autocast_dtype = torch.bfloat16 if t.precision.startswith("bf16") else None
+    stream = iter(TrainStream(cfg.data, t.batch_size, t.seed, splits["train"], splits["val"]))
+    print(f"Training {model.num_params():,} parameters on {device} for {t.max_steps} steps; output in {out}/")
+    best = {"ood_val": -math.inf}
+    tokens_seen, started = 0, time.perf_counter()
+    for step in range(1, t.max_steps + 1):
+        batch = next(stream).to(device)
+        with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss, _ = answer_loss(model(batch[:, :-1]), batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        tokens_seen += int((batch != 0).sum())
+        if step % t.log_every == 0:
+            rate = tokens_seen / (time.perf_counter() - started)
+            lr = scheduler.get_last_lr()[0]
+            print(f"step {step:>6}/{t.max_steps}  loss {loss.item():.4f}  lr {lr:.2e}  {rate:,.0f} tok/s")
+        if step % t.eval_every == 0 or step == t.max_steps:
+            scores = {
+                split: evaluate_pairs(model, splits[split]).summary()["exact_match"]
+                for split in splits
+                if split != "train"
+            }
+            print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()))
+            if scores["ood_val"] > best["ood_val"]:
+                best = scores
+                save_checkpoint(model, cfg, step, out / "checkpoints" / "best.ckpt")
+            model.train()
+    save_checkpoint(model, cfg, t.max_steps, out / "checkpoints" / "last.ckpt")
+    print(f"Best by ood_val: {best}\nScore it: python evaluate.py --checkpoint {out}/checkpoints/best.ckpt")
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Plain-PyTorch training of the counting transformer.")
+    parser.add_argument("--config", default="counting_small", help=f"preset ({', '.join(PRESETS)}) or YAML path")
+    parser.add_argument("--seed", type=int, help="training seed")
+    parser.add_argument("--output_dir", help="where config.yaml and checkpoints/ go")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    args = parser.parse_args(argv)
+    try:
+        overrides = parse_overrides(args.overrides)
+        if args.seed is not None:
+            overrides["train.seed"] = str(args.seed)
+        if args.output_dir:
+            overrides["train.output_dir"] = args.output_dir
+        train(load_config(args.config, overrides))
+    except (ConfigError, DataError, FloatingPointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
