@@ -128,9 +128,10 @@ class CausalSelfAttention(nn.Module):
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
         n_past = k.shape[2] - T
-        if self.cfg.scalable_softmax:  # query at step t sees n = t+1 keys
+        if self.cfg.scalable_softmax:  # the query at position t sees n = t+1 keys (at most a window if local)
             n_keys = torch.arange(n_past + 1, n_past + T + 1, device=x.device, dtype=q.dtype)
-            q = q * (self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, 1, T, 1))
+            n_keys = torch.stack([n_keys.clamp(max=self.cfg.local_window)] * nl + [n_keys] * (nh - nl))  # (nh, T)
+            q = q * (self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, nh, T, 1))
         mask = self._mask(T, n_past, x.device)
         y = F.scaled_dot_product_attention(
             q,

@@ -4,12 +4,14 @@ import torch
 from data_generation import EOS, PROMPT_LEN, encode_batch
 from model import NUMBER_ENCODINGS, POS_ENCODINGS, CountingTransformer, ModelConfig
 
-VARIANTS = [(pe, "learned", False) for pe in POS_ENCODINGS] + [
-    ("none", enc, ssmax) for enc in NUMBER_ENCODINGS for ssmax in (False, True)
-]
+VARIANTS = (
+    [(pe, "learned", False, 0) for pe in POS_ENCODINGS]
+    + [("none", enc, ssmax, 0) for enc in NUMBER_ENCODINGS for ssmax in (False, True)]
+    + [("none", "value", True, 1), ("rope", "learned", False, 1)]
+)
 
 
-def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, **kw) -> CountingTransformer:
+def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, local_heads=0, **kw):
     torch.manual_seed(0)
     cfg = ModelConfig(
         n_layer=2,
@@ -19,6 +21,8 @@ def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False,
         pos_encoding=pos_encoding,
         number_encoding=number_encoding,
         scalable_softmax=scalable_softmax,
+        local_heads=local_heads,
+        local_window=4,
         max_number=199,
         vocab_size=204,
         **kw,
@@ -26,9 +30,9 @@ def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False,
     return CountingTransformer(cfg).eval()
 
 
-@pytest.mark.parametrize("pe,enc,ssmax", VARIANTS)
-def test_model_is_causal(pe, enc, ssmax):
-    model = tiny(pe, enc, ssmax)
+@pytest.mark.parametrize("pe,enc,ssmax,local", VARIANTS)
+def test_model_is_causal(pe, enc, ssmax, local):
+    model = tiny(pe, enc, ssmax, local)
     tokens = encode_batch([10], [40])
     changed = tokens.clone()
     changed[0, 20] = 4 + 150
@@ -38,9 +42,9 @@ def test_model_is_causal(pe, enc, ssmax):
     assert not torch.allclose(a[:, 20:], b[:, 20:])
 
 
-@pytest.mark.parametrize("pe,enc,ssmax", VARIANTS)
-def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax):
-    model = tiny(pe, enc, ssmax)
+@pytest.mark.parametrize("pe,enc,ssmax,local", VARIANTS)
+def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax, local):
+    model = tiny(pe, enc, ssmax, local)
     with torch.no_grad():  # sharpen the random model so it emits varied tokens and sometimes EoS
         model.head.weight.mul_(30)
     prompts = encode_batch(torch.arange(0, 160, 10).numpy(), torch.arange(40, 200, 10).numpy())[:, :PROMPT_LEN]
