@@ -181,13 +181,29 @@ def format_example(tokenizer: CountingTokenizer, pair, output: list[int], ok: bo
     return f"SoS {pair[0]} {pair[1]} > {' '.join(words)} {'✅' if ok else '❌'}"
 
 
-def examples(model: CountingTransformer, result: GenerationResult, tokenizer: CountingTokenizer, n: int) -> list[str]:
-    """Up to n generated examples, mistakes first (decoded for real, even if result was teacher-forced)."""
+def example_rows(model: CountingTransformer, result: GenerationResult, n: int) -> list[dict]:
+    """Up to n examples, mistakes first, decoded for real (even if result was teacher-forced)."""
     order = np.argsort(result.correct, kind="stable")[:n]
-    outputs = result.outputs if result.outputs is not None else generate_answers(model, result.pairs[order])
     if result.outputs is not None:
-        outputs = [outputs[i] for i in order]
-    return [format_example(tokenizer, result.pairs[i], o, bool(result.correct[i])) for i, o in zip(order, outputs)]
+        outputs = [result.outputs[i] for i in order]
+    else:
+        outputs = generate_answers(model, result.pairs[order])
+    return [
+        {
+            "pair": result.pairs[i].tolist(),
+            "output": out,
+            "correct": bool(result.correct[i]),
+            "length": int(result.lengths[i]),
+            "failure": str(result.failure[i]),
+        }
+        for i, out in zip(order, outputs)
+    ]
+
+
+def examples(model: CountingTransformer, result: GenerationResult, tokenizer: CountingTokenizer, n: int) -> list[str]:
+    """Up to n formatted examples, mistakes first."""
+    rows = example_rows(model, result, n)
+    return [format_example(tokenizer, r["pair"], r["output"], r["correct"]) for r in rows]
 
 
 def format_report(result: GenerationResult, title: str) -> str:
@@ -204,6 +220,28 @@ def format_report(result: GenerationResult, title: str) -> str:
     items = [f"{n:>3}:{acc:>5.0%}" for n, acc in result.by_length().items()]
     lines += ["  " + "  ".join(items[i : i + 10]) for i in range(0, len(items), 10)]
     return "\n".join(lines)
+
+
+def length_curve_figure(curves: dict[str, list[dict[int, float]]], train_max_len: int, title: str = ""):
+    """Exact match vs length: one line per name (median over its runs, min-max shaded), training range marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, runs in curves.items():
+        lengths = sorted(set().union(*runs))
+        grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])
+        ax.plot(lengths, np.nanmedian(grid, 0), marker=".", markersize=3, label=f"{name} (n={len(runs)})")
+        if len(runs) > 1:
+            ax.fill_between(lengths, np.nanmin(grid, 0), np.nanmax(grid, 0), alpha=0.2)
+    ax.axvspan(0, train_max_len + 0.5, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
+    ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
+    ax.set_title(title or "Counting: generation accuracy by length")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTransformer, object]:

@@ -2,6 +2,7 @@
 
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -9,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torch.utils.data import DataLoader
 
 from config import ExperimentConfig, from_dict
 from data_generation import CountingTokenizer, TrainStream, answer_loss, encode_batch, ensure_splits, seq_length
-from evaluate import bucket_table, evaluate_pairs, examples
+from evaluate import bucket_table, evaluate_pairs, example_rows, format_example, length_curve_figure, target_answer
 from model import CountingTransformer, configure_optimizer
 
 EVAL_SPLITS = ("val", "ood_val", "test")
@@ -64,6 +66,22 @@ class CountingModule(pl.LightningModule):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.global_step}; lower train.lr")
         return loss
 
+    def on_fit_start(self) -> None:
+        """Record what the config alone does not say: size, device, precision, code version."""
+        extra = {
+            "num_params": self.model.num_params(),
+            "device": str(self.device),
+            "precision": str(self.trainer.precision),
+            "git_commit": _git_commit(),
+        }
+        for logger in self.trainer.loggers:
+            logger.log_hyperparams(extra)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.global_step % self.cfg.train.log_every == 0:
+            norms = [p.grad.detach().norm() for p in self.model.parameters() if p.grad is not None]
+            self.log("train/grad_norm", torch.stack(norms).norm())
+
     def validation_step(self, tokens: torch.Tensor, batch_idx: int) -> None:
         self._shared_step(tokens, "val")
 
@@ -76,7 +94,10 @@ class CountingModule(pl.LightningModule):
 
 
 class GenerationEval(pl.Callback):
-    """After each validation: greedy generation on val, ood_val and test, logged overall and per length."""
+    """After each validation: greedy generation on val, ood_val and test, logged overall and per length.
+
+    Also sends the loggers generation examples (mistakes first) and the accuracy-vs-length curve.
+    """
 
     def __init__(self, n_examples: int = 6, limit: int | None = None):
         self.n_examples = n_examples
@@ -87,7 +108,7 @@ class GenerationEval(pl.Callback):
         if trainer.sanity_checking:
             return
         tokenizer = CountingTokenizer(module.cfg.data.max_number)
-        lines = [f"step {trainer.global_step}:"]
+        lines, curves = [f"step {trainer.global_step}:"], {}
         for split in EVAL_SPLITS:
             pairs = module.splits[split][: self.limit]
             result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
@@ -101,16 +122,51 @@ class GenerationEval(pl.Callback):
                     module.log(f"{split}/gen_acc/{bucket}", acc)
             lines.append(
                 f"  {split:7s} exact {summary['exact_match']:6.1%}  worst length {summary['min_over_lengths']:6.1%}"
-                f"  direction errors {summary['direction_rate']:5.1%}  stop errors "
-                f"{summary['stop_error_rate']:5.1%}"
+                f"  direction errors {summary['direction_rate']:5.1%}  stop errors {summary['stop_error_rate']:5.1%}"
             )
             if split == "test":
-                lines += ["    " + line for line in examples(module.model, result, tokenizer, self.n_examples)]
+                rows = example_rows(module.model, result, self.n_examples)
+                lines += ["    " + format_example(tokenizer, r["pair"], r["output"], r["correct"]) for r in rows]
             if split == "ood_val":
                 self.best = max(self.best, summary["exact_match"])
                 module.log("ood_val/best_gen_acc", self.best)
+            if split != "ood_val":
+                curves[split] = result.by_length()
         if trainer.is_global_zero:
             print("\n".join(lines), flush=True)
+            self._send_to_loggers(trainer, module, rows, curves, tokenizer)
+
+    def _send_to_loggers(self, trainer, module, rows: list[dict], curves: dict, tokenizer) -> None:
+        """Examples as a W&B table / TensorBoard text, and the length curve as an image, in each logger."""
+        if not trainer.loggers:
+            return
+        step = trainer.global_step
+        table = [
+            [
+                f"SoS {r['pair'][0]} {r['pair'][1]} >",
+                tokenizer.decode(target_answer(*r["pair"])),
+                tokenizer.decode(r["output"]),
+                r["correct"],
+                r["length"],
+                r["failure"],
+            ]
+            for r in rows
+        ]
+        columns = ["prompt", "target", "output", "correct", "length", "first_error"]
+        merged = {**curves.get("val", {}), **curves.get("test", {})}
+        figure = length_curve_figure({f"step {step}": [merged]}, module.cfg.data.train_max_len)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                text = "\n".join(f"    {row[0]} {row[2]}  ({'right' if row[3] else row[5]})" for row in table)
+                logger.experiment.add_text("examples/test", text, step)
+                logger.experiment.add_figure("length_curve", figure, step)
+            elif isinstance(logger, WandbLogger):
+                logger.log_table("examples/test", columns=columns, data=table, step=step)
+                logger.log_image("length_curve", [figure], step=step)
+                logger.experiment.summary["ood_val/best_gen_acc"] = self.best
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
 
     def state_dict(self) -> dict:
         return {"best": self.best}
@@ -144,27 +200,52 @@ class LastCheckpoint(pl.Callback):
 
 
 class PrintProgress(pl.Callback):
-    """A plain progress line every `every` steps: loss, lr and useful tokens/s (readable in any log)."""
+    """A plain progress line every `every` steps: loss, lr, useful tokens/s and step time (evaluation excluded)."""
 
     def __init__(self, every: int):
         self.every = every
-        self.tokens = 0
-        self.started = time.perf_counter()
+        self.tokens, self.steps = 0, 0
+        self.started = self.paused = time.perf_counter()
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.paused = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.started += time.perf_counter() - self.paused  # evaluation time is not training time
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
         self.tokens += int((batch != 0).sum())
+        self.steps += 1
         step = trainer.global_step
         if step % self.every and step != trainer.max_steps:
             return
-        elapsed = time.perf_counter() - self.started
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
         lr = trainer.optimizers[0].param_groups[0]["lr"]
-        rate = self.tokens / max(elapsed, 1e-9)
-        module.log("train/tokens_per_s", rate)
+        module.log("train/tokens_per_s", self.tokens / elapsed)
+        module.log("train/step_time_s", elapsed / self.steps)
         module.log("train/lr", lr)
         if trainer.is_global_zero:
             loss = float(outputs["loss"]) if isinstance(outputs, dict) else float("nan")
-            print(f"step {step:>6}/{trainer.max_steps}  loss {loss:.4f}  lr {lr:.2e}  {rate:,.0f} tok/s", flush=True)
-        self.tokens, self.started = 0, time.perf_counter()
+            print(
+                f"step {step:>6}/{trainer.max_steps}  loss {loss:.4f}  lr {lr:.2e}  {self.tokens / elapsed:,.0f} tok/s",
+                flush=True,
+            )
+        self.tokens, self.steps, self.started = 0, 0, time.perf_counter()
+
+
+def _git_commit() -> str:
+    """The commit the code runs from, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def progress_to_stdout() -> bool:

@@ -93,6 +93,21 @@ def make_loggers(cfg: ExperimentConfig, out: Path) -> list:
     return loggers
 
 
+def _finish_wandb(trainer) -> None:
+    """Close the W&B run so its files are complete; say how to upload an offline run."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            run_dir = Path(logger.experiment.dir).parent
+            offline = logger.experiment.settings.mode == "offline"
+            import wandb
+
+            wandb.finish()
+            if offline:
+                print(f"W&B ran offline; upload with: wandb sync {run_dir}")
+
+
 def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | None = None, overwrite: bool = False):
     """Build the module, trainer and callbacks, and fit. Returns the trainer."""
     import pytorch_lightning as pl
@@ -166,6 +181,7 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
         flush=True,
     )
     trainer.fit(module, ckpt_path=resume_from)
+    _finish_wandb(trainer)
     if not fast_dev_run and trainer.is_global_zero:
         best = trainer.checkpoint_callback.best_model_path
         print(f"Best checkpoint (by {MONITOR}): {best}\nScore it: python evaluate.py --checkpoint {best}")

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import load_config  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
-from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E402
+from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from train_lightning import train  # noqa: E402
 
 # Each recipe is a set of overrides on the CPU preset; the preset itself is "recipe".
@@ -144,29 +144,11 @@ def table(records: list[dict]) -> str:
 
 
 def plot(records: list[dict], path: Path, train_max_len: int) -> None:
-    """Exact match vs length: median line per recipe, min-max over seeds shaded, training range marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in dict.fromkeys(r["variant"] for r in records):
-        curves = np.array(
-            [
-                [r["test_by_length"][k] for k in sorted(r["test_by_length"], key=int)]
-                for r in records
-                if r["variant"] == name
-            ]
-        )
-        lengths = sorted(int(k) for k in records[0]["test_by_length"])
-        ax.plot(lengths, np.median(curves, 0), label=f"{name} (n={len(curves)})")
-        ax.fill_between(lengths, curves.min(0), curves.max(0), alpha=0.2)
-    ax.axvspan(0, train_max_len, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
-    ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
-    ax.set_title("Counting: generation accuracy on unseen lengths (median over seeds)")
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
+    """The length-generalization figure: median exact match per recipe, seed spread shaded."""
+    curves: dict[str, list[dict[int, float]]] = {}
+    for r in records:
+        curves.setdefault(r["variant"], []).append({int(k): v for k, v in r["test_by_length"].items()})
+    fig = length_curve_figure(curves, train_max_len, "Counting: exact match on unseen lengths (median over seeds)")
     fig.savefig(path, dpi=110)
 
 

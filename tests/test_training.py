@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def trained(tmp_path_factory):
     """Train the tiny model on the small task for real (about half a minute on 2 cores)."""
     tmp = tmp_path_factory.mktemp("trained")
-    cfg = small_config(tmp, **{"train.max_steps": 600, "train.eval_every": 200, "train.lr": 3e-3})
+    cfg = small_config(
+        tmp, **{"train.max_steps": 600, "train.eval_every": 200, "train.lr": 3e-3, "train.logger": "both"}
+    )
     trainer = train(cfg)
     return cfg, Path(trainer.checkpoint_callback.best_model_path)
 
