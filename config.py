@@ -62,6 +62,8 @@ class TrainConfig:
     precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed
     accelerator: str = "auto"
     devices: str = "1"
+    strategy: str = "auto"  # Lightning strategy, e.g. ddp for several processes
+    num_nodes: int = 1
     logger: str = "tensorboard"  # tensorboard | wandb | both | none
     log_every: int = 25
     output_dir: str = "outputs/run"

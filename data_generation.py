@@ -220,6 +220,7 @@ def ensure_splits(cfg: DataConfig) -> dict[str, np.ndarray]:
 class TrainStream(torch.utils.data.IterableDataset):
     """Training batches for steps start_step, start_step+1, ...; batch s is a function of (seed, s).
 
+    With several processes (DDP), process `rank` of `world_size` takes batch s*world_size + rank.
     Batches are length-bucketed (lengths within `bucket_width` of each other) so little compute is
     spent on padding. 'fixed' reshuffles the train split every epoch; 'online' samples fresh pairs
     of the training lengths, never one from `exclude` (the val split).
@@ -227,7 +228,9 @@ class TrainStream(torch.utils.data.IterableDataset):
 
     def __init__(self, cfg: DataConfig, batch_size: int, seed: int, train_pairs=None, exclude=None, bucket_width=5):
         super().__init__()
-        self.cfg, self.batch_size, self.seed, self.start_step = cfg, batch_size, seed, 0
+        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        self.start_step, self.rank, self.world_size = 0, 0, 1
+        self._epoch_plan: tuple[int, list, np.ndarray] | None = None
         self.lengths = np.arange(cfg.train_min_len, cfg.train_max_len + 1)
         self.bucket_of_length = (self.lengths - cfg.train_min_len) // bucket_width
         self.train_pairs = train_pairs
@@ -249,12 +252,14 @@ class TrainStream(torch.utils.data.IterableDataset):
 
     def _fixed_batch(self, step: int) -> np.ndarray:
         epoch, index = divmod(step, self.batches_per_epoch)
-        rng = np.random.default_rng([self.seed, epoch])
-        batches = []
-        for members in self.members:
-            shuffled = members[rng.permutation(len(members))]
-            batches += [shuffled[i : i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
-        order = rng.permutation(len(batches))
+        if self._epoch_plan is None or self._epoch_plan[0] != epoch:  # reshuffle once per epoch
+            rng = np.random.default_rng([self.seed, epoch])
+            batches = []
+            for members in self.members:
+                shuffled = members[rng.permutation(len(members))]
+                batches += [shuffled[i : i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
+            self._epoch_plan = (epoch, batches, rng.permutation(len(batches)))
+        _, batches, order = self._epoch_plan
         return self.train_pairs[batches[order[index]]]
 
     def _online_batch(self, step: int) -> np.ndarray:
@@ -278,7 +283,7 @@ class TrainStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         step = self.start_step
         while True:
-            pairs = self.batch_pairs(step)
+            pairs = self.batch_pairs(step * self.world_size + self.rank)
             yield encode_batch(pairs[:, 0], pairs[:, 1])
             step += 1
 

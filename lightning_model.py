@@ -11,12 +11,13 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from config import ExperimentConfig, from_dict
 from data_generation import CountingTokenizer, TrainStream, answer_loss, encode_batch, ensure_splits, seq_length
 from evaluate import bucket_table, evaluate_pairs, example_rows, format_example, length_curve_figure, target_answer
-from model import CountingTransformer, configure_optimizer
+from model import CountingTransformer, configure_optimizer, step_seed
 
 EVAL_SPLITS = ("val", "ood_val", "test")
 MONITOR = "ood_val/gen_acc"  # checkpoint selection uses ood_val only; test is only reported
@@ -41,6 +42,7 @@ class CountingModule(pl.LightningModule):
             self.cfg.data, self.cfg.train.batch_size, self.cfg.train.seed, self.splits["train"], self.splits["val"]
         )
         stream.start_step = self.trainer.global_step  # a resumed run continues the same batch sequence
+        stream.rank, stream.world_size = self.trainer.global_rank, self.trainer.world_size
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
@@ -59,6 +61,11 @@ class CountingModule(pl.LightningModule):
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True)
         self.log(f"{stage}/token_acc", accuracy, on_step=on_step, on_epoch=not on_step)
         return loss
+
+    def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
+        # Dropout and position offsets draw from a seed of (seed, step): checkpoints do not hold RNG
+        # state, and this way a resumed run draws exactly what the uninterrupted one would have.
+        torch.manual_seed(step_seed(self.cfg.train.seed, self.global_step))
 
     def training_step(self, tokens: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(tokens, "train")
@@ -197,6 +204,18 @@ class LastCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.save(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, module: pl.LightningModule, exception: BaseException) -> None:
+        """Ctrl-C or SIGTERM: save where we are and say how to go on. Errors (NaN loss) save nothing."""
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            self.save(trainer)
+            if trainer.is_global_zero:
+                print(
+                    f"\nStopped at step {trainer.global_step}; saved {self.path}.\n"
+                    f"Resume with: python train_lightning.py --resume_from {self.path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
 
 class PrintProgress(pl.Callback):

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
-NUMBER_ENCODINGS = ("learned", "learned+value", "value")
+NUMBER_ENCODINGS = ("learned", "learned+linear", "learned+value", "value")
 
 
 @dataclass
@@ -63,8 +63,9 @@ def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
 class NumberEmbedding(nn.Module):
     """Token embedding where number tokens may carry features of their value.
 
-    learned: a free vector per token. learned+value: free vector plus a learned projection of
-    value_features. value: number tokens get only the projection (specials stay free vectors).
+    learned: a free vector per token. learned+linear: free vector plus v/N times a learned vector
+    (order along one direction). learned+value: free vector plus a learned projection of all
+    value_features. value: number tokens get only that projection (specials stay free vectors).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -72,7 +73,10 @@ class NumberEmbedding(nn.Module):
         self.cfg = cfg
         self.table = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.number_encoding != "learned":
-            self.register_buffer("features", value_features(cfg.max_number), persistent=False)
+            features = value_features(cfg.max_number)
+            if cfg.number_encoding == "learned+linear":
+                features = features[:, :1]  # v/N alone
+            self.register_buffer("features", features, persistent=False)
             self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -266,6 +270,11 @@ class CountingTransformer(nn.Module):
         if not out:
             return prompts.new_zeros(B, 0)
         return torch.stack(out, dim=1)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The torch seed for training step `step`, so randomness depends on (seed, step) alone."""
+    return (seed * 1_000_003 + step) % 2**63
 
 
 def configure_optimizer(

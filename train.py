@@ -16,7 +16,7 @@ import torch
 from config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides, save_config
 from data_generation import DataError, TrainStream, answer_loss, ensure_splits
 from evaluate import evaluate_pairs
-from model import CountingTransformer, configure_optimizer
+from model import CountingTransformer, configure_optimizer, step_seed
 
 
 def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path) -> None:
@@ -45,6 +45,7 @@ def train(cfg: ExperimentConfig) -> dict:
     tokens_seen, started = 0, time.perf_counter()
     for step in range(1, t.max_steps + 1):
         batch = next(stream).to(device)
+        torch.manual_seed(step_seed(t.seed, step - 1))  # same per-step randomness as train_lightning.py
         with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             loss, _ = answer_loss(model(batch[:, :-1]), batch)
         if not torch.isfinite(loss):

@@ -39,7 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max_steps", type=int, help="total optimizer steps")
     parser.add_argument("--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
     parser.add_argument("--accelerator", help="cpu, gpu, auto ...")
-    parser.add_argument("--devices", help="number of devices, or auto")
+    parser.add_argument("--devices", help="number of devices per node, or auto")
+    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp (one process per device)")
+    parser.add_argument("--num_nodes", type=int, help="number of machines (must match torchrun/SLURM)")
     parser.add_argument("--logger", choices=["tensorboard", "wandb", "both", "none"], help="experiment logger(s)")
     parser.add_argument(
         "--overwrite", action="store_true", help="allow a fresh run in an output_dir that has checkpoints"
@@ -52,7 +54,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     """The run's config: preset/YAML (or the checkpoint's on resume) + flags + key=value overrides."""
     overrides = parse_overrides(args.overrides)
-    for flag in ("seed", "output_dir", "max_steps", "precision", "accelerator", "devices", "logger"):
+    for flag in (
+        "seed",
+        "output_dir",
+        "max_steps",
+        "precision",
+        "accelerator",
+        "devices",
+        "strategy",
+        "num_nodes",
+        "logger",
+    ):
         if getattr(args, flag) is not None:
             overrides[f"train.{flag}"] = str(getattr(args, flag))
     if not args.resume_from:
@@ -167,6 +179,8 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
         precision=t.precision,
         accelerator=t.accelerator,
         devices=int(t.devices) if t.devices.isdigit() else t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
         logger=False if fast_dev_run or t.logger == "none" else make_loggers(cfg, out),
         callbacks=callbacks,
         fast_dev_run=fast_dev_run,
@@ -200,13 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        where = args.output_dir or "OUTPUT_DIR"
-        print(
-            f"\nInterrupted. Resume: python train_lightning.py --resume_from {where}/checkpoints/last.ckpt",
-            file=sys.stderr,
-        )
-        return 130
+    except SystemExit as stop:  # Ctrl-C / SIGTERM: LastCheckpoint already saved and said how to resume
+        return 130 if stop.code in (None, 0, 1) else int(stop.code)
     return 0
 
 

@@ -65,6 +65,12 @@ VARIANTS = {
         "model.number_encoding": "learned+value",
         "model.scalable_softmax": True,
     },
+    "hybrid_learned+linear_ssmax": {
+        "model.pos_encoding": "none",
+        "model.local_heads": 2,
+        "model.number_encoding": "learned+linear",
+        "model.scalable_softmax": True,
+    },
     "hybrid_learned_ssmax": {
         "model.pos_encoding": "none",
         "model.local_heads": 2,

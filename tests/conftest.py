@@ -1,8 +1,11 @@
 """Shared fixtures: a small task that a tiny model learns in well under a minute on 2 CPU cores."""
 
+from pathlib import Path
+
 import pytest
 
 from config import load_config
+from train_lightning import train
 
 # Numbers 0..39, training lengths 6..20, "long" lengths 22..30: the same task, scaled down.
 SMALL_TASK = {
@@ -32,3 +35,14 @@ def small_config(tmp_path, **overrides):
 @pytest.fixture
 def small_cfg(tmp_path):
     return small_config(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """Train the tiny model on the small task for real (about half a minute on 2 cores)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    cfg = small_config(
+        tmp, **{"train.max_steps": 600, "train.eval_every": 200, "train.lr": 3e-3, "train.logger": "both"}
+    )
+    trainer = train(cfg)
+    return cfg, Path(trainer.checkpoint_callback.best_model_path)

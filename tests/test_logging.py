@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from test_training import trained  # noqa: F401  (the shared trained-model fixture)
 
 
 def tb_events(cfg) -> EventAccumulator:
@@ -15,7 +14,7 @@ def tb_events(cfg) -> EventAccumulator:
 
 
 @pytest.mark.slow
-def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):  # noqa: F811
+def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
     cfg, _ = trained
     acc = tb_events(cfg)
     tags = set(acc.Tags()["scalars"])
@@ -45,7 +44,7 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):  # no
 
 
 @pytest.mark.slow
-def test_offline_wandb_run_holds_config_and_summary(trained):  # noqa: F811
+def test_offline_wandb_run_holds_config_and_summary(trained):
     cfg, _ = trained
     out = Path(cfg.train.output_dir)
     run_id = (out / "wandb_run_id.txt").read_text().strip()

@@ -8,25 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import small_config
 
 from data_generation import load_splits
 from evaluate import evaluate_pairs, load_checkpoint
 from evaluate import main as evaluate_main
-from train_lightning import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """Train the tiny model on the small task for real (about half a minute on 2 cores)."""
-    tmp = tmp_path_factory.mktemp("trained")
-    cfg = small_config(
-        tmp, **{"train.max_steps": 600, "train.eval_every": 200, "train.lr": 3e-3, "train.logger": "both"}
-    )
-    trainer = train(cfg)
-    return cfg, Path(trainer.checkpoint_callback.best_model_path)
 
 
 @pytest.mark.slow

@@ -1,0 +1,74 @@
+"""Crash safety: kill -9 mid-run, resume from last.ckpt, and land on the same weights as an uninterrupted run."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import SMALL_TASK
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def command(out: Path, data: Path, *extra: str) -> list[str]:
+    overrides = [f"{k}={v}" for k, v in SMALL_TASK.items()]
+    return [
+        sys.executable, "train_lightning.py", "--config", "counting_tiny", "--output_dir", str(out),
+        "--logger", "tensorboard", f"data.data_dir={data}", "train.max_steps=120", "train.eval_every=20",
+        "model.dropout=0.1", *overrides, *extra,
+    ]  # fmt: skip
+
+
+def final_weights(out: Path) -> dict:
+    state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 120
+    return state["state_dict"]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
+    data = tmp_path / "data"
+    straight = tmp_path / "straight"
+    subprocess.run(command(straight, data), cwd=ROOT, check=True, capture_output=True, timeout=300)
+
+    crashed = tmp_path / "crashed"
+    last = crashed / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(command(crashed, data), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["global_step"] >= 40:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=True)["global_step"]
+    assert 40 <= killed_at < 120
+
+    resumed = subprocess.run(
+        [sys.executable, "train_lightning.py", "--resume_from", str(last)], cwd=ROOT, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = final_weights(straight), final_weights(crashed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_different_architecture(tmp_path, trained):
+    cfg, best = trained
+    proc = subprocess.run(
+        [sys.executable, "train_lightning.py", "--resume_from", str(best), "--config", "counting_small"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "differs from the checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "train_lightning.py", "--resume_from", str(best), "model.n_layer=3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "cannot change on resume" in proc.stderr
