@@ -26,6 +26,7 @@ class DataConfig:
     n_test_per_length: int = 10
     n_ood_val_per_length: int = 5  # long-length split for checkpoint selection, disjoint from test
     sampling: str = "fixed"  # fixed: reshuffle the train split; online: fresh pairs every step
+    prefix_fraction: float = 0.0  # NOT the strict task: share of batches that are cut prefixes of long counts
     seed: int = 1234  # seed of the split files (the training seed is separate)
     data_dir: str = "data"
 
@@ -40,6 +41,8 @@ class DataConfig:
                 f"data.test_max_len={self.test_max_len} needs numbers up to {self.test_max_len - 6}, "
                 f"beyond max_number={self.max_number}; raise data.max_number or lower data.test_max_len"
             )
+        if not 0 <= self.prefix_fraction < 1:
+            raise ConfigError("data.prefix_fraction must be in [0, 1)")
         if self.sampling not in ("fixed", "online"):
             raise ConfigError(f"data.sampling must be 'fixed' or 'online', got {self.sampling!r}")
 

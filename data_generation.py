@@ -176,7 +176,7 @@ def write_splits(cfg: DataConfig) -> dict:
 def _data_params(cfg: DataConfig) -> dict:
     """The parameters that determine the split files (not where they live or how training samples)."""
     params = asdict(cfg)
-    for key in ("data_dir", "sampling"):
+    for key in ("data_dir", "sampling", "prefix_fraction"):
         params.pop(key)
     return params
 
@@ -224,9 +224,16 @@ class TrainStream(torch.utils.data.IterableDataset):
     Batches are length-bucketed (lengths within `bucket_width` of each other) so little compute is
     spent on padding. 'fixed' reshuffles the train split every epoch; 'online' samples fresh pairs
     of the training lengths, never one from `exclude` (the val split).
+
+    With cfg.prefix_fraction > 0 (a labelled option, not the strict task), that share of batches are
+    the first <= train_max_len tokens of counts too long to train on whole (|b-a| > train_max_len-6),
+    never of a pair in `exclude_long` (the long splits): prompts then show a and b far apart.
     """
 
-    def __init__(self, cfg: DataConfig, batch_size: int, seed: int, train_pairs=None, exclude=None, bucket_width=5):
+    def __init__(
+        self, cfg: DataConfig, batch_size: int, seed: int, train_pairs=None, exclude=None, exclude_long=None,
+        bucket_width=5,
+    ):  # fmt: skip
         super().__init__()
         self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
         self.start_step, self.rank, self.world_size = 0, 0, 1
@@ -236,8 +243,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.train_pairs = train_pairs
         n = cfg.max_number + 1
         self.excluded = np.zeros((n, n), dtype=bool)
-        if exclude is not None:
-            self.excluded[exclude[:, 0], exclude[:, 1]] = True
+        for pairs in (exclude, exclude_long):
+            if pairs is not None:
+                self.excluded[pairs[:, 0], pairs[:, 1]] = True
         if cfg.sampling == "fixed":
             assert train_pairs is not None, "fixed sampling needs the train split"
             buckets = (seq_length(train_pairs[:, 0], train_pairs[:, 1]) - cfg.train_min_len) // bucket_width
@@ -262,15 +270,29 @@ class TrainStream(torch.utils.data.IterableDataset):
         _, batches, order = self._epoch_plan
         return self.train_pairs[batches[order[index]]]
 
+    def batch_tokens(self, index: int) -> torch.Tensor:
+        """Token ids of batch `index`: whole sequences, or (prefix option) cut long counts."""
+        rng = np.random.default_rng([self.seed, index, 1])
+        if rng.random() >= self.cfg.prefix_fraction:
+            pairs = self.batch_pairs(index)
+            return encode_batch(pairs[:, 0], pairs[:, 1])
+        cut = int(rng.integers(self.cfg.train_min_len, self.cfg.train_max_len + 1))
+        d = rng.integers(self.cfg.train_max_len - 5, self.cfg.max_number + 1, self.batch_size)
+        pairs = self._draw_pairs(rng, d)
+        return encode_batch(pairs[:, 0], pairs[:, 1])[:, :cut]
+
     def _online_batch(self, step: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, step])
         bucket = self.bucket_of_length[rng.integers(len(self.lengths))]  # uniform over lengths overall
         lengths = rng.choice(self.lengths[self.bucket_of_length == bucket], self.batch_size)
-        d = lengths - 6
+        return self._draw_pairs(rng, lengths - 6)
+
+    def _draw_pairs(self, rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
+        """Uniform pairs with |b-a| = d (either direction), none of them excluded."""
         a = rng.integers(0, self.cfg.max_number + 1 - d)
         down = rng.random(self.batch_size) < 0.5
         pairs = np.stack([np.where(down, a + d, a), np.where(down, a, a + d)], axis=1)
-        for _ in range(100):  # resample the few pairs that belong to the val split
+        for _ in range(100):  # resample the few pairs that belong to an excluded split
             bad = self.excluded[pairs[:, 0], pairs[:, 1]]
             if not bad.any():
                 break
@@ -283,8 +305,7 @@ class TrainStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         step = self.start_step
         while True:
-            pairs = self.batch_pairs(step * self.world_size + self.rank)
-            yield encode_batch(pairs[:, 0], pairs[:, 1])
+            yield self.batch_tokens(step * self.world_size + self.rank)
             step += 1
 
 

@@ -38,9 +38,11 @@ class CountingModule(pl.LightningModule):
             self.splits = ensure_splits(self.cfg.data)
 
     def train_dataloader(self) -> DataLoader:
+        long_splits = np.concatenate([self.splits["ood_val"], self.splits["test"]])
         stream = TrainStream(
-            self.cfg.data, self.cfg.train.batch_size, self.cfg.train.seed, self.splits["train"], self.splits["val"]
-        )
+            self.cfg.data, self.cfg.train.batch_size, self.cfg.train.seed, self.splits["train"], self.splits["val"],
+            long_splits,
+        )  # fmt: skip
         stream.start_step = self.trainer.global_step  # a resumed run continues the same batch sequence
         stream.rank, stream.world_size = self.trainer.global_rank, self.trainer.world_size
         return DataLoader(stream, batch_size=None)

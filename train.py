@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides, save_config
@@ -39,7 +40,8 @@ def train(cfg: ExperimentConfig) -> dict:
     model = CountingTransformer(cfg.model).to(device)
     optimizer, scheduler = configure_optimizer(model, t.lr, t.weight_decay, t.warmup_steps, t.max_steps, t.min_lr_ratio)
     autocast_dtype = torch.bfloat16 if t.precision.startswith("bf16") else None
-    stream = iter(TrainStream(cfg.data, t.batch_size, t.seed, splits["train"], splits["val"]))
+    long_splits = np.concatenate([splits["ood_val"], splits["test"]])
+    stream = iter(TrainStream(cfg.data, t.batch_size, t.seed, splits["train"], splits["val"], long_splits))
     print(f"Training {model.num_params():,} parameters on {device} for {t.max_steps} steps; output in {out}/")
     best = {"ood_val": -math.inf}
     tokens_seen, started = 0, time.perf_counter()

@@ -2,9 +2,10 @@
 
     python debug/quick_train_test.py [--steps N] [--lr LR] [--min_accuracy 0.9] [--keep DIR]
 
-Runs train.py's train() (the real loop, checkpoints included) in a temporary folder, then compares
-the untrained and the trained model on the in-distribution val split: answer loss must fall by half
-and greedy exact match must rise to --min_accuracy. Exits 1 if the model did not learn.
+Runs train.py's train() (the real loop, checkpoints included) in a temporary folder, printing its loss
+and accuracy log, then compares the untrained and the trained model on the in-distribution val split:
+the answer loss must fall below a quarter of its start and greedy exact match must reach --min_accuracy.
+Exits 1 if the model did not learn.
 """
 
 import argparse
@@ -19,21 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import load_config  # noqa: E402
 from data_generation import answer_loss, encode_batch, make_splits  # noqa: E402
+from debug.quick_test import SMALL_TASK  # noqa: E402
 from evaluate import evaluate_pairs, load_checkpoint  # noqa: E402
 from model import CountingTransformer  # noqa: E402
 from train import train  # noqa: E402
-
-# The counting task scaled down: numbers 0..39, train lengths 6..20, long lengths 22..30.
-SMALL_TASK = {
-    "data.max_number": 39,
-    "data.train_max_len": 20,
-    "data.test_min_len": 22,
-    "data.test_max_len": 30,
-    "data.n_train": 500,  # with n_val, at most 38 per length: length 6 has only 40 distinct sequences
-    "data.n_val": 50,
-    "data.n_test_per_length": 3,
-    "data.n_ood_val_per_length": 2,
-}
 
 
 @torch.no_grad()
@@ -75,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Train a tiny model briefly; exit 1 unless loss falls and accuracy rises."
     )
-    parser.add_argument("--steps", type=int, default=400, help="training steps (default 400: about half a minute)")
+    parser.add_argument("--steps", type=int, default=800, help="training steps (default 800: about 15 s on one core)")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     parser.add_argument("--min_accuracy", type=float, default=0.9, help="val exact match needed to pass (default 0.9)")
@@ -91,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             before, after = run(args.steps, args.lr, args.seed, Path(tmp))
+        print("(the temporary run folder is gone; pass --keep DIR to keep the checkpoints)")
     (loss0, em0), (loss1, em1) = before, after
-    loss_ok, em_ok = loss1 < 0.5 * loss0, em1 >= args.min_accuracy and em1 > em0
+    loss_ok, em_ok = loss1 < 0.25 * loss0, em1 >= args.min_accuracy and em1 > em0
     verdict = {True: "PASS", False: "FAIL"}
-    print(f"\nval answer loss:        {loss0:.3f} -> {loss1:.3f}  {verdict[loss_ok]} (must halve)")
+    print(f"\nval answer loss:        {loss0:.3f} -> {loss1:.3f}  {verdict[loss_ok]} (must fall below a quarter)")
     print(f"val greedy exact match: {em0:.1%} -> {em1:.1%}  {verdict[em_ok]} (must reach {args.min_accuracy:.0%})")
     learned = loss_ok and em_ok
     outcome = "learned" if learned else "did not learn"

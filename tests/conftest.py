@@ -13,8 +13,8 @@ SMALL_TASK = {
     "data.train_max_len": 20,
     "data.test_min_len": 22,
     "data.test_max_len": 30,
-    "data.n_train": 600,
-    "data.n_val": 60,
+    "data.n_train": 500,  # length 6 has only 40 distinct sequences: 34 + 4 per length fit
+    "data.n_val": 50,
     "data.n_test_per_length": 3,
     "data.n_ood_val_per_length": 2,
 }
@@ -42,7 +42,14 @@ def trained(tmp_path_factory):
     """Train the tiny model on the small task for real (about half a minute on 2 cores)."""
     tmp = tmp_path_factory.mktemp("trained")
     cfg = small_config(
-        tmp, **{"train.max_steps": 600, "train.eval_every": 200, "train.lr": 3e-3, "train.logger": "both"}
+        tmp,
+        **{
+            "train.max_steps": 600,
+            "train.eval_every": 200,
+            "train.lr": 3e-3,
+            "train.logger": "both",
+            "model.pos_encoding": "learned",  # the tiny NoPE model stalls near 84% in-distribution
+        },
     )
     trainer = train(cfg)
     return cfg, Path(trainer.checkpoint_callback.best_model_path)

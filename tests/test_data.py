@@ -34,7 +34,7 @@ def test_format_round_trips_through_tokenizer_and_batch_encoding():
 
 def test_encode_batch_pads_right_and_matches_length_definition():
     batch = encode_batch(np.array([0, 10]), np.array([3, 10]))
-    assert batch.shape == (2, 10)  # |3-0| + 6
+    assert batch.shape == (2, 9)  # |3-0| + 6
     assert batch[1, 6:].eq(PAD).all() and batch[1, 5] == EOS and batch[1, 4] == NUMBER_OFFSET + 10
     assert list(seq_length([0, 10], [3, 10])) == [9, 6]
 
@@ -132,10 +132,27 @@ def test_answer_loss_covers_answer_tokens_only():
     tokens = encode_batch(np.array([5, 9]), np.array([7, 9]))  # lengths 8 and 6
     logits = torch.zeros(2, tokens.shape[1] - 1, 260)
     targets = tokens[:, 1:]
-    logits.scatter_(2, targets[..., None], 10.0)  # perfect predictions everywhere ...
+    logits.scatter_(2, targets[..., None], 20.0)  # perfect predictions everywhere ...
     logits[:, :3] = 0.0  # ... except the prompt, which is not scored
     logits[1, 5:] = 0.0  # and the padding of the short row
     loss, acc = answer_loss(logits, tokens)
     assert acc == 1.0 and loss < 1e-3
     logits[0, 3] = 0.0  # break the first answer token's prediction: now it counts
     assert answer_loss(logits, tokens)[0] > loss
+
+
+def test_prefix_option_cuts_long_counts_and_never_touches_evaluation_pairs():
+    cfg = DataConfig(sampling="online", prefix_fraction=0.5)
+    splits = make_splits(cfg)
+    long_pairs = np.concatenate([splits["ood_val"], splits["test"]])
+    stream = TrainStream(cfg, 64, seed=0, exclude=splits["val"], exclude_long=long_pairs)
+    batches = [stream.batch_tokens(i) for i in range(100)]
+    prefixes = [b for b in batches if not (b == EOS).any()]
+    assert 30 < len(prefixes) < 70  # about half
+    forbidden = {tuple(p) for p in long_pairs.tolist()}
+    for b in prefixes:
+        assert b.shape[1] <= 60 and not (b == PAD).any()
+        a, z = b[:, 1] - NUMBER_OFFSET, b[:, 2] - NUMBER_OFFSET
+        assert ((z - a).abs() > 54).all()  # counts too long to train on whole
+        assert not forbidden & set(zip(a.tolist(), z.tolist()))
+    assert DataConfig().prefix_fraction == 0.0  # the strict task is the default

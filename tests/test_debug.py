@@ -1,0 +1,118 @@
+"""The debug tools run from the repo root as scripts, report what they claim, and fail when they should."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from config import load_config
+from model import CountingTransformer
+from train import save_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py")
+
+
+def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run debug/<name> from the repo root, as its usage line says."""
+    cmd = [sys.executable, f"debug/{name}", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models: one thread starts and runs fastest
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_help(name):
+    result = run_tool(name, "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_quick_test_passes_every_check():
+    result = run_tool("quick_test.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASS") == 5 and "FAIL" not in result.stdout
+    assert "5/5 checks passed" in result.stdout
+
+
+# Hand-written answers and what debug_accuracy must report for each (one subprocess for all of them).
+CASES = {
+    "early stop": (
+        "SoS 3 9 >",
+        "3 4 5 6 EoS",
+        [
+            "exact match: 0 (first divergence at answer index 4: wanted 7, got EoS)",
+            "first error: early_stop at answer index 4",
+            "stop: early: EoS at answer index 4, the target's at 7",
+        ],
+    ),
+    "wrong direction": (
+        "SoS 12 8 >",
+        "12 13 14 15 16 17 18",
+        ["divergence at answer index 1: wanted 11, got 13", "first error: direction at answer index 1", "stop: never"],
+    ),
+    "skipped number": (
+        "SoS 20 5 >",
+        "20 19 18 16 15 14 13 12 11 10 9 8 7 6 5 EoS",
+        ["first divergence at answer index 3: wanted 17, got 16", "first error: miscount", "stop: early"],
+    ),
+    "right": ("SoS 5 7 >", "5 6 7 EoS", ["exact match: 1 (all 4 target tokens match", "first error: none"]),
+    "late stop": (
+        "SoS 5 7 >",
+        "5 6 7 8 EoS",
+        ["first error: no_stop at answer index 3", "stop: late: EoS at answer index 4, the target's at 3"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def hand_written_reports() -> list[str]:
+    """debug_accuracy's report on every CASES entry, one text block per case, in order."""
+    args = [arg for prompt, prediction, _ in CASES.values() for arg in ("--prompt", prompt, "--prediction", prediction)]
+    result = run_tool("debug_accuracy.py", *args)
+    assert result.returncode == 0, result.stderr
+    return [block for block in result.stdout.split("\n\n") if block.startswith("SoS ")]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_debug_accuracy_reports_the_divergence_of_a_hand_written_answer(case, hand_written_reports):
+    report = hand_written_reports[list(CASES).index(case)]
+    prompt, _, expected = CASES[case]
+    assert report.startswith(prompt)
+    for line in expected:
+        assert line in report, f"{case}: {line!r} missing from\n{report}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", "SoS 3 9 >"], "one --prediction for each --prompt"),
+        (["--prompt", "SoS 3 >", "--prediction", "3 EoS"], "expected 'SoS a b >'"),
+        (["--checkpoint", "missing.ckpt"], "not found"),
+    ],
+)
+def test_debug_accuracy_rejects_bad_input_in_one_line(args, message):
+    result = run_tool("debug_accuracy.py", *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_debug_accuracy_explains_a_checkpoint(tmp_path):
+    cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path)})
+    torch.manual_seed(0)
+    ckpt = tmp_path / "untrained.ckpt"
+    save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
+    result = run_tool("debug_accuracy.py", "--checkpoint", str(ckpt), "--split", "val", "--n", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "val split: exact match 0/" in out and out.count("token accuracy (teacher-forced column)") == 2
+    assert "exact match over these 2: 0/2" in out
+
+
+@pytest.mark.slow
+def test_quick_train_test_learns_and_fails_when_it_cannot():
+    learned = run_tool("quick_train_test.py", "--steps", "500")
+    assert learned.returncode == 0, learned.stdout[-2000:] + learned.stderr
+    assert "PASS: learned in 500 steps" in learned.stdout and "val answer loss" in learned.stdout
+    too_short = run_tool("quick_train_test.py", "--steps", "10")
+    assert too_short.returncode == 1 and "FAIL: did not learn in 10 steps" in too_short.stdout
