@@ -162,7 +162,10 @@ def _coerce(value, current, key: str):
     """Parse a YAML/CLI value into the type of the field's current value."""
     kind = type(current)
     if isinstance(value, str) and kind is not str:
-        value = yaml.safe_load(value)
+        try:  # YAML reads "2e-3" as a string; Python's float() does not
+            value = kind(value) if kind in (int, float) else yaml.safe_load(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be {kind.__name__}, got {value!r}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
