@@ -21,62 +21,28 @@ from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from train_lightning import train  # noqa: E402
 
-# Each recipe is a set of overrides on the CPU preset; the preset itself is "recipe".
+
+def _baseline(pos_encoding: str, **extra) -> dict:
+    """A plain transformer: every head uses pos_encoding, numbers are free learned vectors."""
+    return {
+        "model.pos_encoding": pos_encoding,
+        "model.local_heads": 0,
+        "model.number_encoding": "learned",
+        "model.scalable_softmax": False,
+        **extra,
+    }
+
+
+# Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
-    "nope": {"model.pos_encoding": "none", "model.number_encoding": "learned", "model.scalable_softmax": False},
-    "rope": {"model.pos_encoding": "rope", "model.number_encoding": "learned", "model.scalable_softmax": False},
-    "learned_shift": {
-        "model.pos_encoding": "learned",
-        "model.random_pos_offset": True,
-        "model.number_encoding": "learned",
-        "model.scalable_softmax": False,
-    },
-    "sinusoidal": {
-        "model.pos_encoding": "sinusoidal",
-        "model.number_encoding": "learned",
-        "model.scalable_softmax": False,
-    },
-    "nope_value": {"model.pos_encoding": "none", "model.number_encoding": "value", "model.scalable_softmax": False},
-    "nope_value_ssmax": {
-        "model.pos_encoding": "none",
-        "model.number_encoding": "value",
-        "model.scalable_softmax": True,
-    },
-    "nope_learned+value_ssmax": {
-        "model.pos_encoding": "none",
-        "model.number_encoding": "learned+value",
-        "model.scalable_softmax": True,
-    },
-    "rope_value_ssmax": {
-        "model.pos_encoding": "rope",
-        "model.number_encoding": "value",
-        "model.scalable_softmax": True,
-    },
-    "hybrid_value_ssmax": {
-        "model.pos_encoding": "none",
-        "model.local_heads": 2,
-        "model.number_encoding": "value",
-        "model.scalable_softmax": True,
-    },
-    "hybrid_learned+value_ssmax": {
-        "model.pos_encoding": "none",
-        "model.local_heads": 2,
-        "model.number_encoding": "learned+value",
-        "model.scalable_softmax": True,
-    },
-    "hybrid_learned+linear_ssmax": {
-        "model.pos_encoding": "none",
-        "model.local_heads": 2,
-        "model.number_encoding": "learned+linear",
-        "model.scalable_softmax": True,
-    },
-    "hybrid_learned_ssmax": {
-        "model.pos_encoding": "none",
-        "model.local_heads": 2,
-        "model.number_encoding": "learned",
-        "model.scalable_softmax": True,
-    },
+    "recipe+prefix": {"data.prefix_fraction": 0.5},  # labelled option: not the strict task
+    "recipe_learned_numbers": {"model.number_encoding": "learned"},
+    "recipe_no_local_heads": {"model.local_heads": 0},
+    "nope": _baseline("none"),
+    "rope": _baseline("rope"),
+    "sinusoidal": _baseline("sinusoidal"),
+    "learned_shift": _baseline("learned", **{"model.random_pos_offset": True}),
 }
 BAR = {"overall": 0.99, "min_length": 0.97, "in_distribution": 0.995}
 
@@ -164,12 +130,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--variants", default="recipe,nope,rope,learned_shift", help=f"comma list of {', '.join(VARIANTS)}"
     )
-    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated training seeds")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated training seeds for recipe* variants")
+    parser.add_argument("--baseline_seeds", help="seeds for the other variants (default: --seeds)")
+    parser.add_argument("--merge", nargs="+", metavar="DIR", help="only combine the results.json of these folders")
     parser.add_argument("--out", default="experiments/results", help="folder for results.json, results.md, plot")
     parser.add_argument("--quick", action="store_true", help="recipe and nope, seed 0, 600 steps")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_max_len = load_config(args.config).data.train_max_len
+    if args.merge:
+        records = [r for folder in args.merge for r in json.loads((Path(folder) / "results.json").read_text())]
+        (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
+        return report(records, out, train_max_len)
     variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
+    baseline_seeds = [int(s) for s in args.baseline_seeds.split(",")] if args.baseline_seeds else seeds
     extra = dict(item.split("=", 1) for item in args.overrides)
     if args.quick:
         variants, seeds = ["recipe", "nope"], [0]
@@ -179,19 +155,21 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.json"
     records = []
     for name in variants:
-        for seed in seeds:
+        for seed in seeds if name.startswith("recipe") else baseline_seeds:
             records.append(run_one(args.config, name, seed, out, extra))
-            results_path.write_text(json.dumps(records, indent=1) + "\n")  # keep partial results
+            (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")  # keep partial results
+    return report(records, out, train_max_len)
+
+
+def report(records: list[dict], out: Path, train_max_len: int) -> int:
+    """Write results.md and length_curve.png for these records, and print the table."""
     md = table(records)
     (out / "results.md").write_text(md + "\n")
-    plot(records, out / "length_curve.png", load_config(args.config).data.train_max_len)
+    plot(records, out / "length_curve.png", train_max_len)
     print(md)
-    print(f"Wrote {results_path}, {out / 'results.md'} and {out / 'length_curve.png'}")
+    print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'length_curve.png'}")
     return 0
 
 
