@@ -28,6 +28,23 @@ def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int
     tmp.replace(path)
 
 
+def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dtype=None, forward=None) -> torch.Tensor:
+    """One optimizer step on the answer loss: forward, backward, clip, AdamW, schedule. Returns the loss.
+
+    forward defaults to the model itself (a compiled wrapper can stand in for it).
+    """
+    device = batch.device.type
+    with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss, _ = answer_loss((forward or model)(batch[:, :-1]), batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.detach()
+
+
 def train(cfg: ExperimentConfig) -> dict:
     """Train, evaluating generation every eval_every steps; keep best.ckpt by ood_val. Returns the best scores."""
     t = cfg.train
@@ -48,16 +65,9 @@ def train(cfg: ExperimentConfig) -> dict:
     for step in range(1, t.max_steps + 1):
         batch = next(stream).to(device)
         torch.manual_seed(step_seed(t.seed, step - 1))  # same per-step randomness as train_lightning.py
-        with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss, _ = answer_loss(model(batch[:, :-1]), batch)
+        loss = train_step(model, batch, optimizer, scheduler, t.grad_clip, autocast_dtype)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        optimizer.step()
-        scheduler.step()
         tokens_seen += int((batch != 0).sum())
         if step % t.log_every == 0:
             rate = tokens_seen / (time.perf_counter() - started)
