@@ -4,6 +4,7 @@ python train_lightning.py --config counting_small [--seed 1] [--output_dir DIR] 
 """
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -86,13 +87,18 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
     return apply_overrides(cfg, overrides)
 
 
-def make_loggers(cfg: ExperimentConfig, out: Path) -> list:
-    """TensorBoard and/or W&B; W&B runs offline unless an API key or WANDB_MODE says otherwise."""
+def make_loggers(cfg: ExperimentConfig, out: Path, resume_step: int | None = None) -> list:
+    """TensorBoard and/or W&B; W&B runs offline unless an API key or WANDB_MODE says otherwise.
+
+    On resume both continue the same run: TensorBoard drops events logged after the checkpoint's
+    step (a killed run logged some), and W&B reuses the run id kept in the output dir.
+    """
     from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
     loggers = []
     if cfg.train.logger in ("tensorboard", "both"):
-        loggers.append(TensorBoardLogger(str(out), name="tb", version="", default_hp_metric=False))
+        purge = {} if resume_step is None else {"purge_step": resume_step + 1}
+        loggers.append(TensorBoardLogger(str(out), name="tb", version="", default_hp_metric=False, **purge))
     if cfg.train.logger in ("wandb", "both"):
         if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
             os.environ["WANDB_MODE"] = "offline"
@@ -123,6 +129,7 @@ def _finish_wandb(trainer) -> None:
 def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | None = None, overwrite: bool = False):
     """Build the module, trainer and callbacks, and fit. Returns the trainer."""
     import pytorch_lightning as pl
+    import torch
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     from lightning_model import (
@@ -149,6 +156,7 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
         save_config(cfg, out / "config.yaml")
     except OSError as err:
         raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
+    resume_step = torch.load(resume_from, weights_only=True)["global_step"] if resume_from else None
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = CountingModule(cfg.to_dict())
     module.setup("fit")  # load (or generate) the data now, so data errors come before training starts
@@ -181,7 +189,7 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
         devices=int(t.devices) if t.devices.isdigit() else t.devices,
         strategy=t.strategy,
         num_nodes=t.num_nodes,
-        logger=False if fast_dev_run or t.logger == "none" else make_loggers(cfg, out),
+        logger=False if fast_dev_run or t.logger == "none" else make_loggers(cfg, out, resume_step),
         callbacks=callbacks,
         fast_dev_run=fast_dev_run,
         enable_progress_bar=progress_to_stdout(),
@@ -191,7 +199,8 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     )
     print(
         f"Training {module.model.num_params():,} parameters ({cfg.model.pos_encoding} positions, "
-        f"{cfg.model.number_encoding} numbers) for {t.max_steps} steps; output in {out}/",
+        f"{cfg.model.number_encoding} numbers) for {t.max_steps} steps on {trainer.strategy.root_device}; "
+        f"output in {out}/",
         flush=True,
     )
     trainer.fit(module, ckpt_path=resume_from)
@@ -206,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset.*__len__.*")
+    warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning-internal deprecation, not ours
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # drop banner lines
     try:
         cfg = resolve_config(args)
         train(cfg, args.fast_dev_run, args.resume_from, args.overwrite)

@@ -116,3 +116,16 @@ def test_quick_train_test_learns_and_fails_when_it_cannot():
     assert "PASS: learned in 500 steps" in learned.stdout and "val answer loss" in learned.stdout
     too_short = run_tool("quick_train_test.py", "--steps", "10")
     assert too_short.returncode == 1 and "FAIL: did not learn in 10 steps" in too_short.stdout
+
+
+def test_setup_wandb_reports_the_mode_and_writes_an_offline_test_run(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WANDB_MODE", None)
+    env.pop("WANDB_API_KEY", None)
+    proc = subprocess.run(
+        [sys.executable, "debug/setup_wandb.py", "--test_run", "--dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "mode 'offline'" in proc.stdout and "wandb sync" in proc.stdout
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))

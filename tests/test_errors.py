@@ -18,7 +18,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1
     for word in words:
         assert word in proc.stderr
 
@@ -82,3 +83,75 @@ def test_cli_errors_are_one_line(tmp_path):
         ),
         "distinct sequences",
     )
+
+
+@pytest.fixture
+def untrained_ckpt(tmp_path):
+    import torch
+
+    from model import CountingTransformer
+    from train import save_checkpoint
+
+    cfg = load_config("counting_tiny", {"data.data_dir": str(tmp_path / "data")})
+    path = tmp_path / "untrained.ckpt"
+    save_checkpoint(CountingTransformer(cfg.model), cfg, 0, path)
+    assert torch.load(path, weights_only=True)["global_step"] == 0
+    return path
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        ("SoS 3 9 >\nSoS 4 >\n", [":2:", "expected 'SoS a b >'"]),
+        ("SoS 3 250 >\n", [":1:", "0..199"]),
+        ("\n\n", ["holds no prompts"]),
+    ],
+)
+def test_bad_prompt_files_name_the_line(tmp_path, untrained_ckpt, content, words):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(content)
+    assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--prompts", str(prompts)), *words)
+
+
+def test_unwritable_output_dir_and_existing_checkpoints_are_refused(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    data = f"data.data_dir={tmp_path / 'data'}"
+    assert_clean_error(
+        run("train_lightning.py", "--config", "counting_tiny", "--output_dir", str(blocker / "run"), data),
+        "cannot write to output dir",
+    )
+    ckpts = tmp_path / "old" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "best.ckpt").write_bytes(b"precious")
+    proc = run("train_lightning.py", "--config", "counting_tiny", "--output_dir", str(tmp_path / "old"), data)
+    assert_clean_error(proc, "already holds checkpoints", "--resume_from")
+    assert (ckpts / "best.ckpt").read_bytes() == b"precious"
+
+
+def test_empty_and_stale_splits_are_reported(tmp_path):
+    import hashlib
+    import json
+
+    from data_generation import DataError, load_splits, write_splits
+
+    cfg = load_config("counting_tiny", {"data.data_dir": str(tmp_path)}).data
+    write_splits(cfg)
+    (tmp_path / "val.txt").write_text("")
+    meta = json.loads((tmp_path / "metadata.json").read_text())
+    meta["splits"]["val"]["sha256"] = hashlib.sha256(b"").hexdigest()
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="val.txt is empty"):
+        load_splits(cfg)
+    (tmp_path / "metadata.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_splits(cfg)
+
+
+def test_diverging_loss_stops_with_a_clear_message(tmp_path):
+    proc = run(
+        "train_lightning.py", "--config", "counting_tiny", "--output_dir", str(tmp_path / "run"),
+        f"data.data_dir={tmp_path / 'data'}", "train.lr=1e30", "train.warmup_steps=0", "train.grad_clip=0",
+    )  # fmt: skip
+    assert_clean_error(proc, "loss became", "lower train.lr")
+    assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()

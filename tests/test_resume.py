@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SMALL_TASK
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +58,14 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path):
     a, b = final_weights(straight), final_weights(crashed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+    # The same TensorBoard run continues: one event per evaluation step, in order, none replayed.
+    assert eval_steps(crashed) == eval_steps(straight) == [20, 40, 60, 80, 100, 120]
+
+
+def eval_steps(out: Path) -> list[int]:
+    acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars("ood_val/gen_acc")]
 
 
 @pytest.mark.slow
