@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
@@ -184,24 +185,30 @@ class GenerationEval(pl.Callback):
         self.best = state["best"]
 
 
-class LastCheckpoint(pl.Callback):
-    """Write `last.ckpt` every `every` steps and at the end, atomically (temp file, then rename).
+class LastCheckpoint(Checkpoint):
+    """Write `last.ckpt` after every evaluation and at the end, atomically (temp file, then rename).
+
+    As a Checkpoint it runs after ModelCheckpoint, so the saved state already knows the newest best.
 
     Lightning's ModelCheckpoint only refreshes last.ckpt when it also saves a new best, so a run whose
-    best came early would otherwise resume from that early step.
+    best came early would otherwise resume from that early step. Saving after the evaluation means
+    a resumed run neither repeats nor skips one; TensorBoard is flushed so its events match.
     """
 
-    def __init__(self, path: Path, every: int):
-        self.path, self.every = Path(path), every
+    def __init__(self, path: Path):
+        self.path = Path(path)
 
     def save(self, trainer: pl.Trainer) -> None:
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.flush()
         tmp = self.path.with_name(self.path.name + ".tmp")
         trainer.save_checkpoint(tmp)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.every == 0:
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
             self.save(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:

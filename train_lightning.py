@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+import uuid
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from config import (
 )
 from data_generation import DataError
 from evaluate import CheckpointError, load_checkpoint
+from lightning_model import MONITOR
 
 RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
 
@@ -103,10 +105,8 @@ def make_loggers(cfg: ExperimentConfig, out: Path, resume_step: int | None = Non
         if "WANDB_MODE" not in os.environ and "WANDB_API_KEY" not in os.environ:
             os.environ["WANDB_MODE"] = "offline"
         id_file = out / "wandb_run_id.txt"
-        if not id_file.exists():
-            import wandb
-
-            id_file.write_text(wandb.util.generate_id())
+        if not id_file.exists():  # our own id, so a resumed run can name the same W&B run
+            id_file.write_text(uuid.uuid4().hex[:8])
         loggers.append(WandbLogger(project="length-generalization-counting", save_dir=str(out), id=id_file.read_text()))
     return loggers
 
@@ -126,20 +126,34 @@ def _finish_wandb(trainer) -> None:
                 print(f"W&B ran offline; upload with: wandb sync {run_dir}")
 
 
+def make_callbacks(cfg: ExperimentConfig, ckpt_dir: Path, fast_dev_run: bool = False) -> list:
+    """Generation scoring, progress lines, and (unless fast_dev_run) best.ckpt then last.ckpt.
+
+    Lightning runs checkpoint callbacks last and in list order, so last.ckpt is written after
+    ModelCheckpoint has taken in the newest score.
+    """
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lightning_model import GenerationEval, LastCheckpoint, PrintProgress
+
+    callbacks = [
+        GenerationEval(cfg.train.n_examples, limit=32 if fast_dev_run else None),
+        PrintProgress(cfg.train.log_every),
+    ]
+    if not fast_dev_run:
+        best = ModelCheckpoint(
+            dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max", save_top_k=1, auto_insert_metric_name=False
+        )
+        callbacks += [best, LastCheckpoint(ckpt_dir / "last.ckpt")]
+    return callbacks
+
+
 def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | None = None, overwrite: bool = False):
     """Build the module, trainer and callbacks, and fit. Returns the trainer."""
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from lightning_model import (
-        MONITOR,
-        CountingModule,
-        GenerationEval,
-        LastCheckpoint,
-        PrintProgress,
-        progress_to_stdout,
-    )
+    from lightning_model import CountingModule, progress_to_stdout
 
     out = Path(cfg.train.output_dir)
     ckpt_dir = out / "checkpoints"
@@ -160,23 +174,7 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = CountingModule(cfg.to_dict())
     module.setup("fit")  # load (or generate) the data now, so data errors come before training starts
-    callbacks = [
-        GenerationEval(cfg.train.n_examples, limit=32 if fast_dev_run else None),
-        PrintProgress(cfg.train.log_every),
-    ]
-    if not fast_dev_run:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="best",
-                monitor=MONITOR,
-                mode="max",
-                save_top_k=1,
-                save_last=False,
-                auto_insert_metric_name=False,
-            )
-        )
-        callbacks.append(LastCheckpoint(ckpt_dir / "last.ckpt", cfg.train.eval_every))
+    callbacks = make_callbacks(cfg, ckpt_dir, fast_dev_run)
     t = cfg.train
     trainer = pl.Trainer(
         max_steps=t.max_steps,

@@ -33,7 +33,7 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
     ):
         assert tag in tags, tag
     steps = [e.step for e in acc.Scalars("test/gen_acc")]
-    assert steps == [200, 400, 600]
+    assert len(steps) == 3 and steps[1] - steps[0] == steps[2] - steps[1] == 200  # one per evaluation
     assert all(0.0 <= e.value <= 1.0 for e in acc.Scalars("val/gen_acc"))
     assert "length_curve" in acc.Tags()["images"]
     text_tags = acc.Tags()["tensors"]
