@@ -35,7 +35,7 @@ def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dt
     """
     device = batch.device.type
     with torch.autocast(device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        loss, _ = answer_loss((forward or model)(batch[:, :-1]), batch)
+        loss, _ = answer_loss((model if forward is None else forward)(batch[:, :-1]), batch)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
