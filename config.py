@@ -172,7 +172,7 @@ def _cpu_prefix_preset() -> ExperimentConfig:
 def _tiny_preset() -> ExperimentConfig:
     """A seconds-long smoke-test size for tests and --fast_dev_run checks."""
     return ExperimentConfig(
-        data=DataConfig(n_train=1000, n_val=100, n_test_per_length=2, n_ood_val_per_length=1),
+        data=DataConfig(n_train=1000, n_val=100, n_test_per_length=2, n_ood_val_per_length=1, data_dir="data/tiny"),
         model=ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64),
         train=TrainConfig(batch_size=32, max_steps=200, eval_every=100, warmup_steps=20, output_dir="outputs/tiny"),
     )

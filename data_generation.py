@@ -152,12 +152,12 @@ def make_splits(cfg: DataConfig) -> dict[str, np.ndarray]:
 
 def split_text(pairs: np.ndarray) -> str:
     """The human-readable file body: one full sequence per line."""
-    tokenizer_text = []
+    lines = []
     for a, b in pairs.tolist():
         step = 1 if b >= a else -1
         numbers = " ".join(str(v) for v in range(a, b + step, step))
-        tokenizer_text.append(f"SoS {a} {b} > {numbers} EoS\n")
-    return "".join(tokenizer_text)
+        lines.append(f"SoS {a} {b} > {numbers} EoS\n")
+    return "".join(lines)
 
 
 def write_splits(cfg: DataConfig) -> dict:
@@ -190,8 +190,9 @@ def load_splits(cfg: DataConfig) -> dict[str, np.ndarray]:
         raise DataError(f"no data in {data_dir}/ (metadata.json missing); {fix}")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError:
-        raise DataError(f"{meta_path} is not valid JSON; {fix}") from None
+        recorded = {name: meta["splits"][name]["sha256"] for name in SPLITS}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise DataError(f"{meta_path} is not valid metadata JSON; {fix}") from None
     if meta.get("params") != _data_params(cfg) or meta.get("format_version") != FORMAT_VERSION:
         raise DataError(f"data in {data_dir}/ was generated with other parameters than this config; {fix}")
     splits = {}
@@ -200,7 +201,7 @@ def load_splits(cfg: DataConfig) -> dict[str, np.ndarray]:
         if not path.is_file():
             raise DataError(f"{path} is missing; {fix}")
         body = path.read_bytes()
-        if hashlib.sha256(body).hexdigest() != meta["splits"][name]["sha256"]:
+        if hashlib.sha256(body).hexdigest() != recorded[name]:
             raise DataError(f"{path} does not match its checksum (truncated or edited); {fix}")
         lines = body.decode().splitlines()
         if not lines:

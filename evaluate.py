@@ -272,6 +272,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
 
 def pairs_for_range(min_len: int, max_len: int, max_number: int, per_length: int, seed: int = 0) -> np.ndarray:
     """Up to per_length random distinct pairs at every length in [min_len, max_len]."""
+    if not 6 <= min_len <= max_len:
+        raise ValueError(f"lengths must satisfy 6 <= --min_len <= --max_len, got {min_len}..{max_len}")
     if max_len - 6 > max_number:
         raise ValueError(f"length {max_len} needs numbers up to {max_len - 6}, beyond max_number={max_number}")
     rng = np.random.default_rng(seed)
@@ -324,23 +326,25 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
             return 0
         if args.min_len is not None or args.max_len is not None:
-            lo, hi = args.min_len or cfg.data.test_min_len, args.max_len or cfg.data.test_max_len
+            lo = cfg.data.test_min_len if args.min_len is None else args.min_len
+            hi = cfg.data.test_max_len if args.max_len is None else args.max_len
             pairs, title = pairs_for_range(lo, hi, cfg.data.max_number, args.per_length), f"lengths {lo}-{hi}"
         else:
             if args.data_dir:
                 cfg.data.data_dir = args.data_dir
             pairs, title = load_splits(cfg.data)[args.split], f"{args.split} split"
         result = evaluate_pairs(model, pairs, args.batch_size, generate=args.generate)
+        print(format_report(result, title))
+        for line in examples(model, result, tokenizer, 5):
+            print("  " + line)
+        if args.json:
+            summary = result.summary()
+            by_length = {str(k): v for k, v in result.by_length().items()}
+            payload = {"overall": summary["exact_match"], "by_length": by_length, "summary": summary}
+            Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
     except (CheckpointError, DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(format_report(result, title))
-    for line in examples(model, result, tokenizer, 5):
-        print("  " + line)
-    if args.json:
-        summary = result.summary()
-        payload = {"overall": summary["exact_match"], "by_length": {str(k): v for k, v in result.by_length().items()}}
-        Path(args.json).write_text(json.dumps({**payload, "summary": summary}, indent=2) + "\n")
     return 0
 
 

@@ -16,7 +16,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from config import ExperimentConfig, from_dict
-from data_generation import CountingTokenizer, TrainStream, answer_loss, encode_batch, ensure_splits, seq_length
+from data_generation import PAD, CountingTokenizer, TrainStream, answer_loss, encode_batch, ensure_splits, seq_length
 from evaluate import bucket_table, evaluate_pairs, example_rows, format_example, length_curve_figure, target_answer
 from model import CountingTransformer, configure_optimizer, step_seed
 
@@ -61,14 +61,16 @@ class CountingModule(pl.LightningModule):
     def _shared_step(self, tokens: torch.Tensor, stage: str) -> torch.Tensor:
         loss, accuracy = answer_loss(self.model(tokens[:, :-1]), tokens)
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True)
-        self.log(f"{stage}/token_acc", accuracy, on_step=on_step, on_epoch=not on_step)
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
+        self.log(f"{stage}/token_acc", accuracy, on_step=on_step, on_epoch=not on_step, sync_dist=not on_step)
         return loss
 
     def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
         # Dropout and position offsets draw from a seed of (seed, step): checkpoints do not hold RNG
         # state, and this way a resumed run draws exactly what the uninterrupted one would have.
-        torch.manual_seed(step_seed(self.cfg.train.seed, self.global_step))
+        # Each DDP rank draws its own masks: the same index scheme as its batches (step*world+rank).
+        index = self.global_step * self.trainer.world_size + self.trainer.global_rank
+        torch.manual_seed(step_seed(self.cfg.train.seed, index))
 
     def training_step(self, tokens: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(tokens, "train")
@@ -242,7 +244,7 @@ class PrintProgress(pl.Callback):
         self.started += time.perf_counter() - self.paused  # evaluation time is not training time
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
-        self.tokens += int((batch != 0).sum())
+        self.tokens += int((batch != PAD).sum())
         self.steps += 1
         step = trainer.global_step
         if step % self.every and step != trainer.max_steps:

@@ -7,6 +7,7 @@ Same model, data stream, optimizer, schedule and scorer; the checkpoint loads in
 
 import argparse
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,13 +46,36 @@ def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dt
     return loss.detach()
 
 
-def train(cfg: ExperimentConfig) -> dict:
+def prepare_output_dir(cfg: ExperimentConfig, overwrite: bool = False, resuming: bool = False) -> Path:
+    """Create OUTPUT_DIR and write config.yaml there; refuse to start a fresh run over old checkpoints.
+
+    overwrite clears the old run (checkpoints, TensorBoard events, W&B run id) so nothing mixes.
+    """
+    out = Path(cfg.train.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not resuming and any(ckpt_dir.glob("*.ckpt")):
+        if not overwrite:
+            raise ConfigError(
+                f"{ckpt_dir} already holds checkpoints; pass --resume_from {ckpt_dir}/last.ckpt (train_lightning.py), "
+                "a new --output_dir, or --overwrite"
+            )
+        for old in ckpt_dir.glob("*.ckpt"):
+            old.unlink()
+        shutil.rmtree(out / "tb", ignore_errors=True)
+        (out / "wandb_run_id.txt").unlink(missing_ok=True)
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    except OSError as err:
+        raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
+    return out
+
+
+def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
     """Train, evaluating generation every eval_every steps; keep best.ckpt by ood_val. Returns the best scores."""
     t = cfg.train
     torch.manual_seed(t.seed)
-    out = Path(t.output_dir)
-    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    out = prepare_output_dir(cfg, overwrite)
     splits = ensure_splits(cfg.data)
     device = "cuda" if t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
     model = CountingTransformer(cfg.model).to(device)
@@ -94,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="counting_small", help=f"preset ({', '.join(PRESETS)}) or YAML path")
     parser.add_argument("--seed", type=int, help="training seed")
     parser.add_argument("--output_dir", help="where config.yaml and checkpoints/ go")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
     parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
     args = parser.parse_args(argv)
     try:
@@ -102,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["train.seed"] = str(args.seed)
         if args.output_dir:
             overrides["train.output_dir"] = args.output_dir
-        train(load_config(args.config, overrides))
+        train(load_config(args.config, overrides), args.overwrite)
     except (ConfigError, DataError, FloatingPointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,11 +18,11 @@ from config import (
     apply_overrides,
     load_config,
     parse_overrides,
-    save_config,
 )
 from data_generation import DataError
 from evaluate import CheckpointError, load_checkpoint
 from lightning_model import MONITOR
+from train import prepare_output_dir
 
 RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
 
@@ -157,19 +157,8 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
 
     out = Path(cfg.train.output_dir)
     ckpt_dir = out / "checkpoints"
-    if not fast_dev_run and not resume_from and not overwrite and any(ckpt_dir.glob("*.ckpt")):
-        raise ConfigError(
-            f"{ckpt_dir} already holds checkpoints; pass --resume_from {ckpt_dir}/last.ckpt, "
-            "a new --output_dir, or --overwrite"
-        )
-    if overwrite and not resume_from:
-        for old in ckpt_dir.glob("*.ckpt"):  # a fresh run must not version its names around stale files
-            old.unlink()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    except OSError as err:
-        raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
+    if not fast_dev_run:
+        prepare_output_dir(cfg, overwrite=overwrite, resuming=resume_from is not None)
     resume_step = torch.load(resume_from, weights_only=True)["global_step"] if resume_from else None
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = CountingModule(cfg.to_dict())

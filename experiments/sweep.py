@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import load_config  # noqa: E402
+from config import ConfigError, load_config, parse_overrides  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from train_lightning import train  # noqa: E402
@@ -162,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
         return report(records, out, train_max_len)
     variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
     baseline_seeds = [int(s) for s in args.baseline_seeds.split(",")] if args.baseline_seeds else seeds
-    extra = dict(item.split("=", 1) for item in args.overrides)
+    try:
+        extra = parse_overrides(args.overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.quick:
         variants, seeds = ["recipe", "nope"], [0]
         extra.setdefault("train.max_steps", "600")

@@ -144,7 +144,7 @@ def test_empty_and_stale_splits_are_reported(tmp_path):
     with pytest.raises(DataError, match="val.txt is empty"):
         load_splits(cfg)
     (tmp_path / "metadata.json").write_text("{not json")
-    with pytest.raises(DataError, match="not valid JSON"):
+    with pytest.raises(DataError, match="not valid metadata JSON"):
         load_splits(cfg)
 
 
@@ -155,3 +155,27 @@ def test_diverging_loss_stops_with_a_clear_message(tmp_path):
     )  # fmt: skip
     assert_clean_error(proc, "loss became", "lower train.lr")
     assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
+
+
+def test_output_dir_guard_is_shared_and_overwrite_clears_the_old_run(tmp_path):
+    from train import prepare_output_dir
+
+    cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path / "run")})
+    out = prepare_output_dir(cfg)
+    (out / "checkpoints" / "best.ckpt").write_bytes(b"old")
+    (out / "tb").mkdir()
+    (out / "wandb_run_id.txt").write_text("abc")
+    with pytest.raises(ConfigError, match="already holds checkpoints"):
+        prepare_output_dir(cfg)  # what train.py does, as train_lightning.py does
+    assert prepare_output_dir(cfg, resuming=True) == out and (out / "checkpoints" / "best.ckpt").exists()
+    prepare_output_dir(cfg, overwrite=True)
+    assert not any((out / "checkpoints").iterdir()) and not (out / "tb").exists()
+    assert not (out / "wandb_run_id.txt").exists() and (out / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize("lo,hi", [(3, 10), (20, 10)])
+def test_evaluate_length_range_must_be_valid(lo, hi):
+    from evaluate import pairs_for_range
+
+    with pytest.raises(ValueError, match="6 <= --min_len <= --max_len"):
+        pairs_for_range(lo, hi, 199, 2)
