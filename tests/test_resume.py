@@ -98,3 +98,23 @@ def test_last_checkpoint_is_saved_after_the_best_one_is_chosen(tmp_path):
     trainer = pl.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False)
     kinds = [type(c) for c in trainer.callbacks if isinstance(c, (ModelCheckpoint, LastCheckpoint))]
     assert kinds == [ModelCheckpoint, LastCheckpoint]  # so last.ckpt holds the newest best score
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_checkpoint_and_says_how_to_resume(tmp_path):
+    out, data = tmp_path / "run", tmp_path / "data"
+    last = out / "checkpoints" / "last.ckpt"
+    proc = subprocess.Popen(
+        command(out, data, "train.max_steps=100000"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err
+    assert "Resume with: python train_lightning.py --resume_from" in err
+    assert torch.load(last, weights_only=True)["global_step"] > 20  # saved where it stopped, after the first save
