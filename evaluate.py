@@ -98,9 +98,9 @@ def _by_length_batches(pairs: np.ndarray, batch_size: int):
 
 @torch.no_grad()
 def generate_answers(
-    model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, extra: int = 8
+    model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, extra: int = 8, use_cache: bool = True
 ) -> list[list[int]]:
-    """Greedy KV-cached answers for each pair, cut after EoS or `extra` tokens past the target."""
+    """Greedy answers for each pair (KV-cached unless use_cache=False), cut after EoS or `extra` past the target."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -108,7 +108,7 @@ def generate_answers(
     for idx in _by_length_batches(pairs, batch_size):
         prompts = encode_batch(pairs[idx, 0], pairs[idx, 1])[:, :PROMPT_LEN].to(device)
         longest = int(seq_length(pairs[idx, 0], pairs[idx, 1]).max()) - PROMPT_LEN
-        generated = model.generate(prompts, max_new_tokens=longest + extra).tolist()
+        generated = model.generate(prompts, max_new_tokens=longest + extra, use_cache=use_cache).tolist()
         for i, row in zip(idx, generated):
             outputs[i] = row[: row.index(EOS) + 1] if EOS in row else row
     model.train(was_training)

@@ -36,7 +36,7 @@ import data_generation as dg
 import train as plain_train
 import train_lightning
 from config import ConfigError, ExperimentConfig, load_config, parse_overrides
-from evaluate import evaluate_pairs
+from evaluate import evaluate_pairs, generate_answers
 from lightning_model import CountingModule, GenerationEval
 from model import CountingTransformer, configure_optimizer
 
@@ -163,16 +163,6 @@ def padding(make: Make, b: Budget) -> tuple[dict, list[Row]]:
     return res, [("padding fraction, bucketed (naive)", value, raw)]
 
 
-def decode(model: CountingTransformer, pairs: np.ndarray, batch_size: int, use_cache: bool) -> int:
-    """Greedy decoding in length-sorted batches, as evaluate.generate_answers does; returns tokens decoded."""
-    order, decoded = np.argsort(dg.seq_length(pairs[:, 0], pairs[:, 1]), kind="stable"), 0
-    for start in range(0, len(order), batch_size):
-        p = pairs[order[start : start + batch_size]]
-        budget = int(dg.seq_length(p[:, 0], p[:, 1]).max()) - dg.PROMPT_LEN + 8
-        decoded += model.generate(dg.encode_batch(p[:, 0], p[:, 1])[:, : dg.PROMPT_LEN], budget, use_cache).numel()
-    return decoded
-
-
 def evaluation(make: Make, b: Budget) -> tuple[dict, list[Row]]:
     """Scoring the test split: KV-cached decoding vs full recomputation vs the teacher-forced pass.
 
@@ -184,8 +174,8 @@ def evaluation(make: Make, b: Budget) -> tuple[dict, list[Row]]:
     torch.manual_seed(cfg.train.seed)
     model, bs = CountingTransformer(replace(cfg.model, eos_id=-1)).eval(), cfg.train.eval_batch_size
     res: dict = {"sequences": len(pairs)}
-    res["kv_cache_s"] = seconds(lambda: decode(model, pairs, bs, True))
-    res["recompute_s"] = seconds(lambda: decode(model, pairs, bs, False))
+    res["kv_cache_s"] = seconds(lambda: generate_answers(model, pairs, bs, use_cache=True))
+    res["recompute_s"] = seconds(lambda: generate_answers(model, pairs, bs, use_cache=False))
     res["teacher_forced_s"] = seconds(lambda: evaluate_pairs(model, pairs, bs))
     for name in ("kv_cache", "recompute", "teacher_forced"):
         res[f"{name}_seq_s"] = len(pairs) / res[f"{name}_s"]
