@@ -150,14 +150,19 @@ def make_splits(cfg: DataConfig) -> dict[str, np.ndarray]:
     return splits
 
 
+def target_answer(a: int, b: int) -> list[int]:
+    """The ids that must follow '>': a .. b then EoS."""
+    step = 1 if b >= a else -1
+    return [NUMBER_OFFSET + v for v in range(a, b + step, step)] + [EOS]
+
+
 def split_text(pairs: np.ndarray) -> str:
-    """The human-readable file body: one full sequence per line."""
-    lines = []
-    for a, b in pairs.tolist():
-        step = 1 if b >= a else -1
-        numbers = " ".join(str(v) for v in range(a, b + step, step))
-        lines.append(f"SoS {a} {b} > {numbers} EoS\n")
-    return "".join(lines)
+    """The human-readable file body: one full sequence per line, written by the tokenizer."""
+    tokenizer = CountingTokenizer(int(pairs.max()) if len(pairs) else 0)
+    return "".join(
+        tokenizer.decode([SOS, NUMBER_OFFSET + a, NUMBER_OFFSET + b, SEP, *target_answer(a, b)]) + "\n"
+        for a, b in pairs.tolist()
+    )
 
 
 def write_splits(cfg: DataConfig) -> dict:

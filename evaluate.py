@@ -16,7 +16,6 @@ import torch
 from config import ConfigError, from_dict
 from data_generation import (
     EOS,
-    NUMBER_OFFSET,
     PAD,
     PROMPT_LEN,
     SPLITS,
@@ -26,6 +25,7 @@ from data_generation import (
     load_splits,
     pairs_of_length,
     seq_length,
+    target_answer,
 )
 from model import CountingTransformer
 
@@ -70,12 +70,6 @@ class GenerationResult:
             **rates,
             "n": len(self.pairs),
         }
-
-
-def target_answer(a: int, b: int) -> list[int]:
-    """The ids that must follow '>': a .. b then EoS."""
-    step = 1 if b >= a else -1
-    return [NUMBER_OFFSET + v for v in range(a, b + step, step)] + [EOS]
 
 
 def classify(k: int, want: int, got: int) -> str:

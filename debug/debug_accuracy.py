@@ -4,7 +4,7 @@
     python debug/debug_accuracy.py --checkpoint CKPT [--split test] [--n 3]
     python debug/debug_accuracy.py --checkpoint CKPT --prompt "SoS 12 8 >" --prompt "SoS 40 170 >"
 
-Scores with evaluate.py's own pieces (target_answer, classify, evaluate_pairs), so what this shows is
+Scores with the project's own pieces (target_answer, classify, evaluate_pairs), so what this shows is
 exactly what every accuracy number in the project means.
 """
 
@@ -29,7 +29,7 @@ from evaluate import (  # noqa: E402
 from model import CountingTransformer  # noqa: E402
 
 HOW_SCORED = """How an answer is scored (evaluate.py):
-  target       the tokens that must follow '>': a, a±1, ..., b, EoS (evaluate.target_answer)
+  target       the tokens that must follow '>': a, a±1, ..., b, EoS (data_generation.target_answer)
   exact match  1 if the greedy answer equals the target token for token, EoS included, else 0;
                a split's accuracy is the mean of this over its sequences
   first error  the first answer index where the two differ, named by evaluate.classify
