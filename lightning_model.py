@@ -205,7 +205,7 @@ class LastCheckpoint(Checkpoint):
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.flush()
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state, for exact resume
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
 

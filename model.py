@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
-NUMBER_ENCODINGS = ("learned", "learned+linear", "learned+value", "value")
+NUMBER_ENCODINGS = ("learned", "value", "order+code")
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ModelConfig:
     pos_encoding: str = "none"  # learned | sinusoidal | rope | none
     max_positions: int = 256  # size of the learned/sinusoidal position table
     random_pos_offset: bool = False  # learned only: shift positions randomly while training
-    number_encoding: str = "learned"  # learned | learned+value | value (see NumberEmbedding)
+    number_encoding: str = "learned"  # learned | value | order+code (see NumberEmbedding)
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
@@ -51,8 +51,8 @@ def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> to
 def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
     """Fixed features of each number's value, shape (max_number+1, 1 + 2*n_waves).
 
-    v/N carries order linearly (so 'a < b' extends to pairs never seen together); sin/cos of v at
-    wavelengths from 4N down to 4 make v -> v±1 a fixed rotation.
+    v/N carries order linearly; sin/cos of v at wavelengths from 4N down to 4 make v -> v±1 a fixed
+    rotation. Waves longer than the training gaps alias: some far-apart numbers look alike.
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     wavelengths = torch.logspace(math.log10(4 * (max_number + 1)), math.log10(4.0), n_waves)
@@ -60,12 +60,28 @@ def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
     return torch.cat([v / max_number, torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-class NumberEmbedding(nn.Module):
-    """Token embedding where number tokens may carry features of their value.
+def order_code_features(max_number: int, order_scale: float = 8.0, code_dim: int = 32) -> torch.Tensor:
+    """Fixed features that split a number's order from its identity, shape (max_number+1, 1+code_dim+12).
 
-    learned: a free vector per token. learned+linear: free vector plus v/N times a learned vector
-    (order along one direction). learned+value: free vector plus a learned projection of all
-    value_features. value: number tokens get only that projection (specials stay free vectors).
+    order: one linear channel in [-order_scale, order_scale], so 'a < b' is the sign of a
+    difference and holds at any gap. code: a fixed random vector per number (seed 0, norm about 1), so
+    'c == b' has no gap at which far-apart numbers look alike. Short waves (periods 3 to 24, all
+    of which fit many times inside the training gaps) give v -> v±1 as rotations without aliasing
+    at unseen gaps.
+    """
+    v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
+    order = order_scale * (2 * v / max_number - 1)
+    code = torch.randn(max_number + 1, code_dim, generator=torch.Generator().manual_seed(0)) / math.sqrt(code_dim)
+    angles = 2 * math.pi * v / torch.tensor([3.0, 4.0, 6.0, 8.0, 12.0, 24.0])
+    waves = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(6)  # unit norm, like the code
+    return torch.cat([order, code, waves], dim=1)
+
+
+class NumberEmbedding(nn.Module):
+    """Token embedding; with a value encoding, number tokens are a learned projection of fixed features.
+
+    learned: a free vector per token. value: value_features. order+code: order_code_features.
+    Special tokens (SoS, '>', EoS, pad) always keep free vectors.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -73,10 +89,8 @@ class NumberEmbedding(nn.Module):
         self.cfg = cfg
         self.table = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.number_encoding != "learned":
-            features = value_features(cfg.max_number)
-            if cfg.number_encoding == "learned+linear":
-                features = features[:, :1]  # v/N alone
-            self.register_buffer("features", features, persistent=False)
+            make = value_features if cfg.number_encoding == "value" else order_code_features
+            self.register_buffer("features", make(cfg.max_number), persistent=False)
             self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -84,12 +98,9 @@ class NumberEmbedding(nn.Module):
         if self.cfg.number_encoding == "learned":
             return emb
         value = idx - self.cfg.number_offset
-        is_number = (value >= 0) & (value <= self.cfg.max_number)
+        is_number = ((value >= 0) & (value <= self.cfg.max_number))[..., None]  # (B, T, 1)
         feats = self.project(self.features[value.clamp(0, self.cfg.max_number)])  # (B, T, C)
-        mask = is_number[..., None].to(emb.dtype)
-        if self.cfg.number_encoding == "value":
-            return emb * (1 - mask) + feats * mask
-        return emb + feats * mask
+        return torch.where(is_number, feats, emb)
 
 
 def rope_rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

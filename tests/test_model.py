@@ -80,3 +80,16 @@ def test_fixed_position_tables_refuse_sequences_beyond_their_size():
     model = tiny("sinusoidal", max_positions=32)
     with pytest.raises(ValueError, match="max_positions"):
         model(encode_batch([0], [40]))
+
+
+def test_order_code_features_separate_order_from_identity():
+    from model import order_code_features
+
+    feats = order_code_features(199)
+    order, code, waves = feats[:, 0], feats[:, 1:33], feats[:, 33:]
+    assert torch.all(order[1:] > order[:-1])  # 'a < b' is the sign of the order difference at any gap
+    unit = code / code.norm(dim=1, keepdim=True)
+    cosine = unit @ unit.T - 2 * torch.eye(200)
+    assert cosine.max() < 0.8  # every number has its own identity, far-apart ones included
+    assert torch.allclose(waves[:-24], waves[24:], atol=1e-4)  # period 24 fits inside the training gaps
+    assert torch.equal(feats, order_code_features(199))  # fixed: a checkpoint rebuilds the same features
