@@ -77,12 +77,13 @@ def test_help_describes_every_flag():
 
 
 @pytest.mark.slow
-def test_fast_dev_run_generates_missing_data_and_finishes(tmp_path):
+@pytest.mark.parametrize("preset", ["counting_tiny", "counting_small"])  # counting_small: order+code, online
+def test_fast_dev_run_generates_missing_data_and_finishes(tmp_path, preset):
     data_dir = tmp_path / "data"
     proc = run_cli(
         "train_lightning.py",
         "--config",
-        "counting_tiny",
+        preset,
         "--fast_dev_run",
         "--output_dir",
         str(tmp_path / "run"),
