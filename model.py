@@ -65,9 +65,9 @@ def order_code_features(max_number: int, order_scale: float = 8.0, code_dim: int
 
     order: one linear channel in [-order_scale, order_scale], so 'a < b' is the sign of a
     difference and holds at any gap. code: a fixed random vector per number (seed 0, norm about 1), so
-    'c == b' has no gap at which far-apart numbers look alike. Short waves (periods 3 to 24, all
-    of which fit many times inside the training gaps) give v -> v±1 as rotations without aliasing
-    at unseen gaps.
+    'c == b' has no gap at which far-apart numbers look alike. Short waves (periods 3 to 24) give
+    v -> v±1 as rotations; their pattern repeats every 24, so each unseen gap (say 72) shows a wave
+    pattern that training gaps (24, 48) already show. Some runs still stop early at such gaps.
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)

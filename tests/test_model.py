@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from data_generation import EOS, PROMPT_LEN, encode_batch
-from model import NUMBER_ENCODINGS, POS_ENCODINGS, CountingTransformer, ModelConfig
+from model import NUMBER_ENCODINGS, POS_ENCODINGS, CountingTransformer, ModelConfig, order_code_features
 
 VARIANTS = (
     [(pe, "learned", False, 0) for pe in POS_ENCODINGS]
@@ -83,8 +83,6 @@ def test_fixed_position_tables_refuse_sequences_beyond_their_size():
 
 
 def test_order_code_features_separate_order_from_identity():
-    from model import order_code_features
-
     feats = order_code_features(199)
     order, code, waves = feats[:, 0], feats[:, 1:33], feats[:, 33:]
     assert torch.all(order[1:] > order[:-1])  # 'a < b' is the sign of the order difference at any gap
