@@ -258,6 +258,12 @@ class TrainStream(torch.utils.data.IterableDataset):
             self.members = [np.flatnonzero(buckets == k) for k in np.unique(buckets)]
             self.batches_per_epoch = sum(-(-len(m) // batch_size) for m in self.members)
 
+    @classmethod
+    def for_training(cls, cfg: DataConfig, batch_size: int, seed: int, splits: dict[str, np.ndarray]) -> "TrainStream":
+        """The stream every trainer uses: the train split, never a val pair, prefixes never of ood_val/test."""
+        long_splits = np.concatenate([splits["ood_val"], splits["test"]])
+        return cls(cfg, batch_size, seed, splits["train"], splits["val"], long_splits)
+
     def batch_pairs(self, step: int) -> np.ndarray:
         """The (a, b) pairs of training step `step`, shape (batch_size or fewer, 2)."""
         if self.cfg.sampling == "fixed":

@@ -16,8 +16,17 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from config import ExperimentConfig, from_dict
-from data_generation import PAD, CountingTokenizer, TrainStream, answer_loss, encode_batch, ensure_splits, seq_length
-from evaluate import bucket_table, evaluate_pairs, example_rows, format_example, length_curve_figure, target_answer
+from data_generation import (
+    PAD,
+    CountingTokenizer,
+    TrainStream,
+    answer_loss,
+    encode_batch,
+    ensure_splits,
+    seq_length,
+    target_answer,
+)
+from evaluate import bucket_table, evaluate_pairs, example_rows, format_example, length_curve_figure
 from model import CountingTransformer, configure_optimizer, step_seed
 
 EVAL_SPLITS = ("val", "ood_val", "test")
@@ -39,11 +48,7 @@ class CountingModule(pl.LightningModule):
             self.splits = ensure_splits(self.cfg.data)
 
     def train_dataloader(self) -> DataLoader:
-        long_splits = np.concatenate([self.splits["ood_val"], self.splits["test"]])
-        stream = TrainStream(
-            self.cfg.data, self.cfg.train.batch_size, self.cfg.train.seed, self.splits["train"], self.splits["val"],
-            long_splits,
-        )  # fmt: skip
+        stream = TrainStream.for_training(self.cfg.data, self.cfg.train.batch_size, self.cfg.train.seed, self.splits)
         stream.start_step = self.trainer.global_step  # a resumed run continues the same batch sequence
         stream.rank, stream.world_size = self.trainer.global_rank, self.trainer.world_size
         return DataLoader(stream, batch_size=None)

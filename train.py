@@ -12,11 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides, save_config
-from data_generation import DataError, TrainStream, answer_loss, ensure_splits
+from data_generation import PAD, DataError, TrainStream, answer_loss, ensure_splits
 from evaluate import evaluate_pairs
 from model import CountingTransformer, configure_optimizer, step_seed
 
@@ -81,8 +80,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
     model = CountingTransformer(cfg.model).to(device)
     optimizer, scheduler = configure_optimizer(model, t.lr, t.weight_decay, t.warmup_steps, t.max_steps, t.min_lr_ratio)
     autocast_dtype = torch.bfloat16 if t.precision.startswith("bf16") else None
-    long_splits = np.concatenate([splits["ood_val"], splits["test"]])
-    stream = iter(TrainStream(cfg.data, t.batch_size, t.seed, splits["train"], splits["val"], long_splits))
+    stream = iter(TrainStream.for_training(cfg.data, t.batch_size, t.seed, splits))
     print(f"Training {model.num_params():,} parameters on {device} for {t.max_steps} steps; output in {out}/")
     best = {"ood_val": -math.inf}
     tokens_seen, started = 0, time.perf_counter()
@@ -92,7 +90,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
         loss = train_step(model, batch, optimizer, scheduler, t.grad_clip, autocast_dtype)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr")
-        tokens_seen += int((batch != 0).sum())
+        tokens_seen += int((batch != PAD).sum())
         if step % t.log_every == 0:
             rate = tokens_seen / (time.perf_counter() - started)
             lr = scheduler.get_last_lr()[0]

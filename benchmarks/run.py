@@ -66,10 +66,8 @@ BUDGETS = {
 
 
 def train_stream(cfg: ExperimentConfig) -> dg.TrainStream:
-    """The training batch stream built exactly as train.py and the LightningModule build it."""
-    splits = dg.ensure_splits(cfg.data)
-    long = np.concatenate([splits["ood_val"], splits["test"]])
-    return dg.TrainStream(cfg.data, cfg.train.batch_size, cfg.train.seed, splits["train"], splits["val"], long)
+    """The training batch stream, built as train.py and the LightningModule build it."""
+    return dg.TrainStream.for_training(cfg.data, cfg.train.batch_size, cfg.train.seed, dg.ensure_splits(cfg.data))
 
 
 def useful(batch: torch.Tensor) -> int:
