@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from model import NUMBER_ENCODINGS, POS_ENCODINGS, ModelConfig
+from model import NUMBER_ENCODINGS, NUMBER_WAVES, POS_ENCODINGS, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -106,6 +106,10 @@ class ExperimentConfig:
             raise ConfigError(f"model.pos_encoding must be one of {', '.join(POS_ENCODINGS)}, got {m.pos_encoding!r}")
         if m.number_encoding not in NUMBER_ENCODINGS:
             raise ConfigError(f"model.number_encoding must be one of {', '.join(NUMBER_ENCODINGS)}")
+        if m.number_waves not in NUMBER_WAVES:
+            raise ConfigError(f"model.number_waves must be one of {', '.join(NUMBER_WAVES)}, got {m.number_waves!r}")
+        if m.order_stretch < 1:
+            raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
         if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:
             raise ConfigError(
                 f"model.max_positions={m.max_positions} is shorter than data.test_max_len={self.data.test_max_len}; "
@@ -144,8 +148,9 @@ def _cpu_preset() -> ExperimentConfig:
     3 layers of 4 heads: 2 rotary heads that see only the last 8 tokens (length-independent local
     steps) and 2 position-free heads with Scalable-Softmax (retrieving the prompt at any distance).
     Numbers are embedded from fixed features that keep order (one linear channel, so "a < b"
-    extends to far-apart pairs) apart from identity (a random code, so "c == b" does not misfire
-    at unseen gaps). Training pairs are drawn fresh every step (never a val pair).
+    extends to far-apart pairs) apart from identity (a random code and waves at random
+    frequencies). While training, each sequence's order channel is stretched by up to 3x, so
+    order differences as large as the test's are seen. Training pairs are drawn fresh every step.
     """
     return ExperimentConfig(
         data=DataConfig(sampling="online"),
@@ -159,6 +164,7 @@ def _cpu_preset() -> ExperimentConfig:
             local_window=8,
             scalable_softmax=True,
             number_encoding="order+code",
+            order_stretch=3.0,
         ),
         train=TrainConfig(batch_size=64, lr=1e-3, max_steps=3000, eval_every=500, output_dir="outputs/counting_small"),
     )

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NUMBER_ENCODINGS = ("learned", "value", "order+code")
+NUMBER_WAVES = ("random", "harmonic")
 
 
 @dataclass
@@ -33,6 +34,8 @@ class ModelConfig:
     max_positions: int = 256  # size of the learned/sinusoidal position table
     random_pos_offset: bool = False  # learned only: shift positions randomly while training
     number_encoding: str = "learned"  # learned | value | order+code (see NumberEmbedding)
+    number_waves: str = "random"  # order+code only: random | harmonic (see order_code_features)
+    order_stretch: float = 1.0  # order+code, training only: each sequence's order channel times U[1, this]
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
@@ -60,21 +63,26 @@ def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
     return torch.cat([v / max_number, torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def order_code_features(max_number: int, order_scale: float = 8.0, code_dim: int = 32) -> torch.Tensor:
-    """Fixed features that split a number's order from its identity, shape (max_number+1, 1+code_dim+12).
+def order_code_features(max_number: int, waves: str = "random", order_scale: float = 8.0) -> torch.Tensor:
+    """Fixed features that split a number's order from its identity, shape (max_number+1, F).
 
     order: one linear channel in [-order_scale, order_scale], so 'a < b' is the sign of a
-    difference and holds at any gap. code: a fixed random vector per number (seed 0, norm about 1), so
-    'c == b' has no gap at which far-apart numbers look alike. Short waves (periods 3 to 24) give
-    v -> v±1 as rotations; their pattern repeats every 24, so each unseen gap (say 72) shows a wave
-    pattern that training gaps (24, 48) already show. Some runs still stop early at such gaps.
+    difference and holds at any gap. code: a fixed random 32-dim vector per number (seed 0, norm
+    about 1) for identity. waves: sin/cos of v, so v -> v±1 is a fixed rotation. "random" uses 32
+    random frequencies (seed 1), so the pattern never repeats (mean similarity <= 0.37 at any gap).
+    "harmonic" uses periods 3 to 24: it repeats every 24, and models trained on gaps <= 55 then
+    stop early at gaps 72, 96 and 120.
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)
-    code = torch.randn(max_number + 1, code_dim, generator=torch.Generator().manual_seed(0)) / math.sqrt(code_dim)
-    angles = 2 * math.pi * v / torch.tensor([3.0, 4.0, 6.0, 8.0, 12.0, 24.0])
-    waves = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(6)  # unit norm, like the code
-    return torch.cat([order, code, waves], dim=1)
+    code = torch.randn(max_number + 1, 32, generator=torch.Generator().manual_seed(0)) / math.sqrt(32)
+    if waves == "random":
+        angles = v * torch.empty(32).uniform_(0.3, math.pi, generator=torch.Generator().manual_seed(1))
+    else:
+        angles = 2 * math.pi * v / torch.tensor([3.0, 4.0, 6.0, 8.0, 12.0, 24.0])
+    n_waves = angles.shape[1]
+    wave_feats = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(n_waves)  # unit norm
+    return torch.cat([order, code, wave_feats], dim=1)
 
 
 class NumberEmbedding(nn.Module):
@@ -89,8 +97,11 @@ class NumberEmbedding(nn.Module):
         self.cfg = cfg
         self.table = nn.Embedding(cfg.vocab_size, cfg.d_model)
         if cfg.number_encoding != "learned":
-            make = value_features if cfg.number_encoding == "value" else order_code_features
-            self.register_buffer("features", make(cfg.max_number), persistent=False)
+            if cfg.number_encoding == "value":
+                features = value_features(cfg.max_number)
+            else:
+                features = order_code_features(cfg.max_number, cfg.number_waves)
+            self.register_buffer("features", features, persistent=False)
             self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -99,7 +110,11 @@ class NumberEmbedding(nn.Module):
             return emb
         value = idx - self.cfg.number_offset
         is_number = ((value >= 0) & (value <= self.cfg.max_number))[..., None]  # (B, T, 1)
-        feats = self.project(self.features[value.clamp(0, self.cfg.max_number)])  # (B, T, C)
+        feats = self.features[value.clamp(0, self.cfg.max_number)]  # (B, T, F)
+        if self.training and self.cfg.number_encoding == "order+code" and self.cfg.order_stretch > 1:
+            stretch = 1 + (self.cfg.order_stretch - 1) * torch.rand(idx.shape[0], 1, 1, device=idx.device)
+            feats = torch.cat([feats[..., :1] * stretch, feats[..., 1:]], dim=-1)
+        feats = self.project(feats)  # (B, T, C)
         return torch.where(is_number, feats, emb)
 
 

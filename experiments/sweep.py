@@ -37,6 +37,8 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
+    # the previous strict recipe: waves with periods 3-24 (they repeat every 24), no order stretch
+    "harmonic_waves": {"model.number_waves": "harmonic", "model.order_stretch": 1.0},
     # the earlier strict recipe: sinusoidal value features, fixed train split
     "value_numbers": {"model.number_encoding": "value", "data.sampling": "fixed"},
     # labelled option, not the strict task: the counting_small_prefix preset

@@ -35,6 +35,8 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
         ({"model.pos_encoding": "alibi"}, ["pos_encoding"]),
         ({"model.pos_encoding": "learned", "model.max_positions": "100"}, ["max_positions"]),
         ({"model.d_model": "30", "model.n_head": "4"}, ["divisible"]),
+        ({"model.number_waves": "square"}, ["model.number_waves", "random"]),
+        ({"model.order_stretch": "0.5"}, ["model.order_stretch", ">= 1"]),
     ],
 )
 def test_impossible_config_values_name_the_key(overrides, words):

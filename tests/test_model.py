@@ -89,5 +89,20 @@ def test_order_code_features_separate_order_from_identity():
     unit = code / code.norm(dim=1, keepdim=True)
     cosine = unit @ unit.T - 2 * torch.eye(200)
     assert cosine.max() < 0.8  # every number has its own identity, far-apart ones included
-    assert torch.allclose(waves[:-24], waves[24:], atol=1e-4)  # period 24 fits inside the training gaps
+    wave_similarity = waves @ waves.T - 2 * torch.eye(200)
+    assert wave_similarity.max() < 0.5  # random frequencies: no gap at which two numbers' waves match
+    harmonic = order_code_features(199, "harmonic")[:, 33:]
+    assert torch.allclose(harmonic[:-24], harmonic[24:], atol=1e-4)  # harmonic waves repeat every 24
     assert torch.equal(feats, order_code_features(199))  # fixed: a checkpoint rebuilds the same features
+
+
+def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
+    cfg = ModelConfig(vocab_size=24, max_number=19, d_model=16, n_head=2, number_encoding="order+code", order_stretch=3)
+    embed = CountingTransformer(cfg).embed
+    tokens = torch.tensor([[1, 8, 20, 2, 8, 9]] * 64)
+    embed.project.weight.data.zero_()
+    embed.project.weight.data[0, 0] = 1.0  # model dim 0 reads the order channel alone
+    stretched = embed(tokens)[:, 1, 0] / order_code_features(19)[4, 0]  # number 4 at position 1
+    assert stretched.min() >= 1 and stretched.max() <= 3 and stretched.std() > 0.3  # one factor per sequence
+    embed.eval()
+    assert torch.allclose(embed(tokens)[:, 1, 0], order_code_features(19)[4, 0].expand(64))
