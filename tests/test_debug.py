@@ -13,7 +13,7 @@ from model import CountingTransformer
 from train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py")
+TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py", "stop_margin.py")
 
 
 def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -107,6 +107,26 @@ def test_debug_accuracy_explains_a_checkpoint(tmp_path):
     out = result.stdout
     assert "val split: exact match 0/" in out and out.count("token accuracy (teacher-forced column)") == 2
     assert "exact match over these 2: 0/2" in out
+
+
+def test_stop_margin_reads_every_position_before_b(tmp_path):
+    cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path)})
+    torch.manual_seed(0)
+    ckpt = tmp_path / "untrained.ckpt"
+    model = CountingTransformer(cfg.model)
+    model.ln_f.weight.data.zero_()  # the final hidden state is ln_f's bias at every position...
+    model.ln_f.bias.data.zero_()
+    model.ln_f.bias.data[0] = 1.0
+    model.head.weight.data[3, 0] = 20.0  # ...which scores EoS (id 3) 20 and every number about 0
+    save_checkpoint(model, cfg, 0, ckpt)
+    result = run_tool(
+        "stop_margin.py", "--checkpoint", str(ckpt), "--min_len", "70", "--max_len", "72", "--per_length", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 answers, 195 positions before b; margin > 0 at 100.00%" in result.stdout  # (70-6)+(71-6)+(72-6)
+    assert "would stop early" in result.stdout
+    missing = run_tool("stop_margin.py", "--checkpoint", "missing.ckpt")
+    assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
 @pytest.mark.slow
