@@ -252,6 +252,9 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
     config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
     if config is None or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no config or state_dict inside)")
+    model_section = config.get("model", {})
+    if model_section.get("number_encoding") == "order+code" and "number_waves" not in model_section:
+        model_section["number_waves"] = "harmonic"  # saved before number_waves existed: the only waves then
     try:
         cfg = from_dict(config)
         model = CountingTransformer(cfg.model).to(device)

@@ -1,8 +1,11 @@
 import pytest
 import torch
 
+from config import load_config
 from data_generation import EOS, PROMPT_LEN, encode_batch
+from evaluate import load_checkpoint
 from model import NUMBER_ENCODINGS, POS_ENCODINGS, CountingTransformer, ModelConfig, order_code_features
+from train import save_checkpoint
 
 VARIANTS = (
     [(pe, "learned", False, 0) for pe in POS_ENCODINGS]
@@ -106,3 +109,15 @@ def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
     assert stretched.min() >= 1 and stretched.max() <= 3 and stretched.std() > 0.3  # one factor per sequence
     embed.eval()
     assert torch.allclose(embed(tokens)[:, 1, 0], order_code_features(19)[4, 0].expand(64))
+
+
+def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(tmp_path):
+    cfg = load_config("counting_small", {"model.number_waves": "harmonic", "train.output_dir": str(tmp_path)})
+    ckpt = tmp_path / "old.ckpt"
+    save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
+    saved = torch.load(ckpt, weights_only=True)
+    del saved["hyper_parameters"]["config"]["model"]["number_waves"]  # as written by the previous version
+    torch.save(saved, ckpt)
+    model, loaded = load_checkpoint(ckpt)
+    assert loaded.model.number_waves == "harmonic"
+    assert torch.equal(model.embed.features, order_code_features(loaded.model.max_number, "harmonic"))
