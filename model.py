@@ -70,8 +70,8 @@ def order_code_features(max_number: int, waves: str = "random", order_scale: flo
     difference and holds at any gap. code: a fixed random 32-dim vector per number (seed 0, norm
     about 1) for identity. waves: sin/cos of v, so v -> v±1 is a fixed rotation. "random" uses 32
     random frequencies (seed 1), so the pattern never repeats (mean similarity <= 0.37 at any gap).
-    "harmonic" uses periods 3 to 24: it repeats every 24, and models trained on gaps <= 55 then
-    stop early at gaps 72, 96 and 120.
+    "harmonic" uses periods 3 to 24: it repeats every 24, and models trained with it stopped
+    early at gaps 72, 96 and 120 (never seen in training; 24 and 48 are).
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)
