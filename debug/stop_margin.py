@@ -25,15 +25,15 @@ from evaluate import CheckpointError, load_checkpoint, pairs_for_range  # noqa: 
 def stop_margins(model: torch.nn.Module, pairs: np.ndarray) -> list[tuple[int, int, int, float]]:
     """(a, b, current number, EoS margin) at every answer position whose current number is not yet b."""
     tokens = encode_batch(pairs[:, 0], pairs[:, 1])  # (B, T)
-    logits = model(tokens)  # (B, T, V)
-    rows = []
-    for i, (a, b) in enumerate(pairs.tolist()):
-        step = 1 if b > a else -1
-        for k in range(abs(b - a)):  # answer index k holds a + step*k; the next number is a + step*(k+1)
-            at = logits[i, PROMPT_LEN + k]
-            margin = (at[EOS] - at[NUMBER_OFFSET + a + step * (k + 1)]).item()
-            rows.append((a, b, a + step * k, margin))
-    return rows
+    logits = model(tokens)[:, PROMPT_LEN - 1 : -1]  # (B, T-P, V): predictions at '>' and after
+    current, following = tokens[:, PROMPT_LEN - 1 : -1], tokens[:, PROMPT_LEN:]  # (B, T-P)
+    before_b = (current >= NUMBER_OFFSET) & (following >= NUMBER_OFFSET)  # the next token is a number
+    margin = logits[..., EOS] - logits.gather(-1, following[..., None])[..., 0]  # (B, T-P)
+    rows, cols = before_b.nonzero(as_tuple=True)
+    return [
+        (int(pairs[r, 0]), int(pairs[r, 1]), int(current[r, c]) - NUMBER_OFFSET, float(margin[r, c]))
+        for r, c in zip(rows.tolist(), cols.tolist())
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
