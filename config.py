@@ -108,6 +108,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.number_encoding must be one of {', '.join(NUMBER_ENCODINGS)}")
         if m.number_waves not in NUMBER_WAVES:
             raise ConfigError(f"model.number_waves must be one of {', '.join(NUMBER_WAVES)}, got {m.number_waves!r}")
+        if not 0 <= m.value_waves <= 8:
+            raise ConfigError(f"model.value_waves must be in [0, 8] (0 turns it off), got {m.value_waves}")
         if m.order_stretch < 1:
             raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
         if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:
@@ -149,8 +151,9 @@ def _cpu_preset() -> ExperimentConfig:
     steps) and 2 position-free heads with Scalable-Softmax (retrieving the prompt at any distance).
     Numbers are embedded from fixed features that keep order (one linear channel, so "a < b"
     extends to far-apart pairs) apart from identity (a random code and waves at random
-    frequencies). While training, each sequence's order channel is stretched by up to 3x, so
-    order differences as large as the test's are seen. Training pairs are drawn fresh every step.
+    frequencies), plus the value encoding's 8 sinusoids for the fine order close pairs need. While
+    training, each sequence's order channel is stretched by up to 3x, so order differences as large
+    as the test's are seen. Training pairs are drawn fresh every step.
     """
     return ExperimentConfig(
         data=DataConfig(sampling="online"),
@@ -165,6 +168,7 @@ def _cpu_preset() -> ExperimentConfig:
             scalable_softmax=True,
             number_encoding="order+code",
             order_stretch=3.0,
+            value_waves=8,
         ),
         train=TrainConfig(batch_size=64, lr=1e-3, max_steps=3000, eval_every=500, output_dir="outputs/counting_small"),
     )

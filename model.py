@@ -36,6 +36,7 @@ class ModelConfig:
     number_encoding: str = "learned"  # learned | value | order+code (see NumberEmbedding)
     number_waves: str = "random"  # order+code only: random | harmonic (see order_code_features)
     order_stretch: float = 1.0  # order+code, training only: each sequence's order channel times U[1, this]
+    value_waves: int = 0  # order+code only: also the longest k (0-8) of value_waves, for close pairs
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
@@ -51,19 +52,27 @@ def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> to
     return table
 
 
-def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
-    """Fixed features of each number's value, shape (max_number+1, 1 + 2*n_waves).
-
-    v/N carries order linearly; sin/cos of v at wavelengths from 4N down to 4 make v -> v±1 a fixed
-    rotation. Waves longer than the training gaps alias: some far-apart numbers look alike.
-    """
+def value_waves(max_number: int, n_waves: int = 8) -> torch.Tensor:
+    """sin/cos of each number v at n_waves wavelengths from 4N down to 4, shape (max_number+1, 2*n_waves)."""
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     wavelengths = torch.logspace(math.log10(4 * (max_number + 1)), math.log10(4.0), n_waves)
     angles = 2 * math.pi * v / wavelengths
-    return torch.cat([v / max_number, torch.sin(angles), torch.cos(angles)], dim=1)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def order_code_features(max_number: int, waves: str = "random", order_scale: float = 8.0) -> torch.Tensor:
+def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
+    """Fixed features of each number's value, shape (max_number+1, 1 + 2*n_waves).
+
+    v/N carries order linearly; value_waves make v -> v±1 a fixed rotation. Waves longer than the
+    training gaps alias: some far-apart numbers look alike.
+    """
+    v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
+    return torch.cat([v / max_number, value_waves(max_number, n_waves)], dim=1)
+
+
+def order_code_features(
+    max_number: int, waves: str = "random", n_value_waves: int = 0, order_scale: float = 8.0
+) -> torch.Tensor:
     """Fixed features that split a number's order from its identity, shape (max_number+1, F).
 
     order: one linear channel in [-order_scale, order_scale], so 'a < b' is the sign of a
@@ -71,7 +80,9 @@ def order_code_features(max_number: int, waves: str = "random", order_scale: flo
     about 1) for identity. waves: sin/cos of v, so v -> v±1 is a fixed rotation. "random" uses 32
     random frequencies (seed 1), so the pattern never repeats (mean similarity <= 0.37 at any gap).
     "harmonic" uses periods 3 to 24: it repeats every 24, and models trained with it stopped
-    early at gaps 72, 96 and 120 (never seen in training; 24 and 48 are).
+    early at gaps 72, 96 and 120 (never seen in training; 24 and 48 are). n_value_waves appends the
+    longest n of value_waves, unscaled: fine order. Without them models often counted close pairs
+    (|b-a| < 10) the wrong way; all 8 fixed that in exploration, fewer did not (README Results).
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)
@@ -82,7 +93,9 @@ def order_code_features(max_number: int, waves: str = "random", order_scale: flo
         angles = 2 * math.pi * v / torch.tensor([3.0, 4.0, 6.0, 8.0, 12.0, 24.0])
     n_waves = angles.shape[1]
     wave_feats = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(n_waves)  # unit norm
-    return torch.cat([order, code, wave_feats], dim=1)
+    sines, cosines = value_waves(max_number).chunk(2, dim=1)  # longest wavelength first
+    fine_order = torch.cat([sines[:, :n_value_waves], cosines[:, :n_value_waves]], dim=1)
+    return torch.cat([order, code, wave_feats, fine_order], dim=1)
 
 
 class NumberEmbedding(nn.Module):
@@ -100,7 +113,7 @@ class NumberEmbedding(nn.Module):
             if cfg.number_encoding == "value":
                 features = value_features(cfg.max_number)
             else:
-                features = order_code_features(cfg.max_number, cfg.number_waves)
+                features = order_code_features(cfg.max_number, cfg.number_waves, cfg.value_waves)
             self.register_buffer("features", features, persistent=False)
             self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
 

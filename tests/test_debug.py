@@ -13,7 +13,7 @@ from model import CountingTransformer
 from train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py", "stop_margin.py")
+TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py", "stop_margin.py", "close_pairs.py")
 
 
 def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -127,6 +127,25 @@ def test_stop_margin_reads_every_position_before_b(tmp_path):
     assert "would stop early" in result.stdout
     missing = run_tool("stop_margin.py", "--checkpoint", "missing.ckpt")
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
+    cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path)})
+    torch.manual_seed(0)
+    ckpt = tmp_path / "constant.ckpt"
+    model = CountingTransformer(cfg.model)
+    model.ln_f.weight.data.zero_()  # the final hidden state is ln_f's bias at every position...
+    model.ln_f.bias.data.zero_()
+    model.ln_f.bias.data[0] = 1.0
+    model.head.weight.data[cfg.model.number_offset + 5, 0] = 20.0  # ...which always predicts the number 5
+    save_checkpoint(model, cfg, 0, ckpt)
+    result = run_tool("close_pairs.py", "--checkpoint", str(ckpt))
+    assert result.returncode == 0, result.stderr
+    # 5 is the wrong way only after a=6 counting up (b=7..15) and a=4 counting down (b=0..3)
+    assert "3510 pairs with 1 <= |b-a| <= 9: wrong direction for 13 (0.37%)" in result.stdout
+    assert "      1    398    0.5%" in result.stdout
+    bad = run_tool("close_pairs.py", "--checkpoint", str(ckpt), "--max_gap", "0")
+    assert bad.returncode == 2 and "--max_gap" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
         ({"model.d_model": "30", "model.n_head": "4"}, ["divisible"]),
         ({"model.number_waves": "square"}, ["model.number_waves", "random"]),
         ({"model.order_stretch": "0.5"}, ["model.order_stretch", ">= 1"]),
+        ({"model.value_waves": "9"}, ["model.value_waves", "[0, 8]"]),
     ],
 )
 def test_impossible_config_values_name_the_key(overrides, words):

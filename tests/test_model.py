@@ -4,7 +4,14 @@ import torch
 from config import load_config
 from data_generation import EOS, PROMPT_LEN, encode_batch
 from evaluate import load_checkpoint
-from model import NUMBER_ENCODINGS, POS_ENCODINGS, CountingTransformer, ModelConfig, order_code_features
+from model import (
+    NUMBER_ENCODINGS,
+    POS_ENCODINGS,
+    CountingTransformer,
+    ModelConfig,
+    order_code_features,
+    value_features,
+)
 from train import save_checkpoint
 
 VARIANTS = (
@@ -99,6 +106,13 @@ def test_order_code_features_separate_order_from_identity():
     assert torch.equal(feats, order_code_features(199))  # fixed: a checkpoint rebuilds the same features
 
 
+def test_value_waves_append_the_longest_sinusoids_of_the_value_encoding():
+    plain, fine = order_code_features(199), order_code_features(199, n_value_waves=3)
+    assert fine.shape == (200, plain.shape[1] + 6) and torch.equal(fine[:, : plain.shape[1]], plain)
+    value = value_features(199)  # [v/N, 8 sines, 8 cosines], longest wavelength first
+    assert torch.equal(fine[:, -6:], torch.cat([value[:, 1:4], value[:, 9:12]], dim=1))
+
+
 def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
     cfg = ModelConfig(vocab_size=24, max_number=19, d_model=16, n_head=2, number_encoding="order+code", order_stretch=3)
     embed = CountingTransformer(cfg).embed
@@ -112,11 +126,13 @@ def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
 
 
 def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(tmp_path):
-    cfg = load_config("counting_small", {"model.number_waves": "harmonic", "train.output_dir": str(tmp_path)})
+    old = {"model.number_waves": "harmonic", "model.value_waves": 0, "train.output_dir": str(tmp_path)}
+    cfg = load_config("counting_small", old)
     ckpt = tmp_path / "old.ckpt"
     save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
     saved = torch.load(ckpt, weights_only=True)
-    del saved["hyper_parameters"]["config"]["model"]["number_waves"]  # as written by the previous version
+    for key in ("number_waves", "value_waves"):  # as written before these keys existed
+        del saved["hyper_parameters"]["config"]["model"][key]
     torch.save(saved, ckpt)
     model, loaded = load_checkpoint(ckpt)
     assert loaded.model.number_waves == "harmonic"
