@@ -151,9 +151,8 @@ def _cpu_preset() -> ExperimentConfig:
     steps) and 2 position-free heads with Scalable-Softmax (retrieving the prompt at any distance).
     Numbers are embedded from fixed features that keep order (one linear channel, so "a < b"
     extends to far-apart pairs) apart from identity (a random code and waves at random
-    frequencies), plus the value encoding's 8 sinusoids for the fine order close pairs need. While
-    training, each sequence's order channel is stretched by up to 3x, so order differences as large
-    as the test's are seen. Training pairs are drawn fresh every step.
+    frequencies). While training, each sequence's order channel is stretched by up to 3x, so
+    order differences as large as the test's are seen. Training pairs are drawn fresh every step.
     """
     return ExperimentConfig(
         data=DataConfig(sampling="online"),
@@ -168,7 +167,6 @@ def _cpu_preset() -> ExperimentConfig:
             scalable_softmax=True,
             number_encoding="order+code",
             order_stretch=3.0,
-            value_waves=8,
         ),
         train=TrainConfig(batch_size=64, lr=1e-3, max_steps=3000, eval_every=500, output_dir="outputs/counting_small"),
     )

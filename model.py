@@ -81,8 +81,10 @@ def order_code_features(
     random frequencies (seed 1), so the pattern never repeats (mean similarity <= 0.37 at any gap).
     "harmonic" uses periods 3 to 24: it repeats every 24, and models trained with it stopped
     early at gaps 72, 96 and 120 (never seen in training; 24 and 48 are). n_value_waves appends the
-    longest n of value_waves, unscaled: fine order. Without them models often counted close pairs
-    (|b-a| < 10) the wrong way; all 8 fixed that in exploration, fewer did not (README Results).
+    longest n of value_waves, unstretched: fine order. All 8 cut wrong directions on close pairs
+    (|b-a| < 10) from about 20% to a median of 0.4%, but they come nearly back in phase at gaps
+    75-77 and the wavelength-176 one turns sign at 88, beyond the training gaps: early stops and
+    direction errors at long lengths (README Results).
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)

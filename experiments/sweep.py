@@ -37,9 +37,9 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
-    # the previous strict recipe: no fine-order value waves
-    "random_waves": {"model.value_waves": 0},
-    # the one before: waves with periods 3-24 (they repeat every 24), no order stretch, no value waves
+    # the recipe plus the value encoding's 8 sinusoids: fine order for close pairs
+    "value_waves": {"model.value_waves": 8},
+    # the previous strict recipe: waves with periods 3-24 (they repeat every 24), no order stretch
     "harmonic_waves": {"model.number_waves": "harmonic", "model.order_stretch": 1.0, "model.value_waves": 0},
     # the earlier strict recipe: sinusoidal value features, fixed train split
     "value_numbers": {"model.number_encoding": "value", "data.sampling": "fixed"},
