@@ -110,6 +110,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.number_waves must be one of {', '.join(NUMBER_WAVES)}, got {m.number_waves!r}")
         if not 0 <= m.value_waves <= 8:
             raise ConfigError(f"model.value_waves must be in [0, 8] (0 turns it off), got {m.value_waves}")
+        if m.value_waves and m.number_encoding != "order+code":
+            raise ConfigError("model.value_waves only applies to model.number_encoding=order+code; set it to 0")
         if m.order_stretch < 1:
             raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
         if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:
