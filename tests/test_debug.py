@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from config import load_config
+from data_generation import EOS, NUMBER_OFFSET
 from model import CountingTransformer
 from train import save_checkpoint
 
@@ -109,16 +110,22 @@ def test_debug_accuracy_explains_a_checkpoint(tmp_path):
     assert "exact match over these 2: 0/2" in out
 
 
-def test_stop_margin_reads_every_position_before_b(tmp_path):
+def always_predicting(token_id: int, tmp_path: Path) -> Path:
+    """A checkpoint of a tiny model rigged to predict token_id at every position, whatever the input."""
     cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path)})
     torch.manual_seed(0)
-    ckpt = tmp_path / "untrained.ckpt"
     model = CountingTransformer(cfg.model)
     model.ln_f.weight.data.zero_()  # the final hidden state is ln_f's bias at every position...
     model.ln_f.bias.data.zero_()
     model.ln_f.bias.data[0] = 1.0
-    model.head.weight.data[3, 0] = 20.0  # ...which scores EoS (id 3) 20 and every number about 0
+    model.head.weight.data[token_id, 0] = 20.0  # ...which scores token_id 20 and every other token about 0
+    ckpt = tmp_path / "constant.ckpt"
     save_checkpoint(model, cfg, 0, ckpt)
+    return ckpt
+
+
+def test_stop_margin_reads_every_position_before_b(tmp_path):
+    ckpt = always_predicting(EOS, tmp_path)
     result = run_tool(
         "stop_margin.py", "--checkpoint", str(ckpt), "--min_len", "70", "--max_len", "72", "--per_length", "1"
     )
@@ -130,15 +137,7 @@ def test_stop_margin_reads_every_position_before_b(tmp_path):
 
 
 def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
-    cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path)})
-    torch.manual_seed(0)
-    ckpt = tmp_path / "constant.ckpt"
-    model = CountingTransformer(cfg.model)
-    model.ln_f.weight.data.zero_()  # the final hidden state is ln_f's bias at every position...
-    model.ln_f.bias.data.zero_()
-    model.ln_f.bias.data[0] = 1.0
-    model.head.weight.data[cfg.model.number_offset + 5, 0] = 20.0  # ...which always predicts the number 5
-    save_checkpoint(model, cfg, 0, ckpt)
+    ckpt = always_predicting(NUMBER_OFFSET + 5, tmp_path)  # always the number 5
     result = run_tool("close_pairs.py", "--checkpoint", str(ckpt))
     assert result.returncode == 0, result.stderr
     # 5 is the wrong way only after a=6 counting up (b=7..15) and a=4 counting down (b=0..3)
