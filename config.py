@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from model import NUMBER_ENCODINGS, NUMBER_WAVES, POS_ENCODINGS, ModelConfig
+from model import N_VALUE_WAVES, NUMBER_ENCODINGS, NUMBER_WAVES, POS_ENCODINGS, ModelConfig
 
 
 class ConfigError(ValueError):
@@ -108,8 +108,10 @@ class ExperimentConfig:
             raise ConfigError(f"model.number_encoding must be one of {', '.join(NUMBER_ENCODINGS)}")
         if m.number_waves not in NUMBER_WAVES:
             raise ConfigError(f"model.number_waves must be one of {', '.join(NUMBER_WAVES)}, got {m.number_waves!r}")
-        if not 0 <= m.value_waves <= 8:
-            raise ConfigError(f"model.value_waves must be in [0, 8] (0 turns it off), got {m.value_waves}")
+        if not 0 <= m.value_waves <= N_VALUE_WAVES:
+            raise ConfigError(
+                f"model.value_waves must be in [0, {N_VALUE_WAVES}] (0 turns it off), got {m.value_waves}"
+            )
         if m.value_waves and m.number_encoding != "order+code":
             raise ConfigError("model.value_waves only applies to model.number_encoding=order+code; set it to 0")
         if m.order_stretch < 1:

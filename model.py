@@ -14,6 +14,7 @@ import torch.nn.functional as F
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NUMBER_ENCODINGS = ("learned", "value", "order+code")
 NUMBER_WAVES = ("random", "harmonic")
+N_VALUE_WAVES = 8  # sin/cos pairs in the value encoding, wavelengths 4N down to 4
 
 
 @dataclass
@@ -52,7 +53,7 @@ def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> to
     return table
 
 
-def value_waves(max_number: int, n_waves: int = 8) -> torch.Tensor:
+def value_waves(max_number: int, n_waves: int = N_VALUE_WAVES) -> torch.Tensor:
     """sin/cos of each number v at n_waves wavelengths from 4N down to 4, shape (max_number+1, 2*n_waves)."""
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     wavelengths = torch.logspace(math.log10(4 * (max_number + 1)), math.log10(4.0), n_waves)
@@ -60,7 +61,7 @@ def value_waves(max_number: int, n_waves: int = 8) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def value_features(max_number: int, n_waves: int = 8) -> torch.Tensor:
+def value_features(max_number: int, n_waves: int = N_VALUE_WAVES) -> torch.Tensor:
     """Fixed features of each number's value, shape (max_number+1, 1 + 2*n_waves).
 
     v/N carries order linearly; value_waves make v -> v±1 a fixed rotation. Waves longer than the
