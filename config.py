@@ -114,6 +114,8 @@ class ExperimentConfig:
             )
         if m.value_waves and m.number_encoding != "order+code":
             raise ConfigError("model.value_waves only applies to model.number_encoding=order+code; set it to 0")
+        if m.thermometer and m.number_encoding != "order+code":
+            raise ConfigError("model.thermometer only applies to model.number_encoding=order+code; set it to false")
         if m.order_stretch < 1:
             raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
         if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:

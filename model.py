@@ -38,6 +38,7 @@ class ModelConfig:
     number_waves: str = "random"  # order+code only: random | harmonic (see order_code_features)
     order_stretch: float = 1.0  # order+code, training only: each sequence's order channel times U[1, this]
     value_waves: int = 0  # order+code only: also the longest k (0-8) of value_waves, for close pairs
+    thermometer: bool = False  # order+code only: also thermometer_features, fine order that never repeats
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
@@ -71,8 +72,23 @@ def value_features(max_number: int, n_waves: int = N_VALUE_WAVES) -> torch.Tenso
     return torch.cat([v / max_number, value_waves(max_number, n_waves)], dim=1)
 
 
+def thermometer_features(max_number: int) -> torch.Tensor:
+    """A ±1 step per boundary between neighbours, shape (max_number+1, max_number): column j is +1 iff v > j.
+
+    Scaled to unit norm. Neighbours differ in one column, and b - a flips |b - a| columns all the
+    same way, so order is as fine at gap 1 as at gap 100, and no two numbers ever look alike.
+    """
+    v = torch.arange(max_number + 1)[:, None]
+    steps = torch.where(v > torch.arange(max_number)[None, :], 1.0, -1.0)
+    return steps / math.sqrt(max_number)
+
+
 def order_code_features(
-    max_number: int, waves: str = "random", n_value_waves: int = 0, order_scale: float = 8.0
+    max_number: int,
+    waves: str = "random",
+    n_value_waves: int = 0,
+    order_scale: float = 8.0,
+    thermometer: bool = False,
 ) -> torch.Tensor:
     """Fixed features that split a number's order from its identity, shape (max_number+1, F).
 
@@ -85,7 +101,8 @@ def order_code_features(
     longest n of value_waves, unstretched: fine order. All 8 cut wrong directions on close pairs
     (|b-a| < 10) from about 20% to a median of 0.4%, but they come nearly back in phase at gaps
     75-77 and the wavelength-176 one turns sign at 88, beyond the training gaps: early stops and
-    direction errors at long lengths (README Results).
+    direction errors at long lengths (README Results). thermometer appends thermometer_features
+    (not stretched): fine order without waves.
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)
@@ -98,7 +115,8 @@ def order_code_features(
     wave_feats = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(n_waves)  # unit norm
     sines, cosines = value_waves(max_number).chunk(2, dim=1)  # longest wavelength first
     fine_order = torch.cat([sines[:, :n_value_waves], cosines[:, :n_value_waves]], dim=1)
-    return torch.cat([order, code, wave_feats, fine_order], dim=1)
+    steps = thermometer_features(max_number) if thermometer else torch.zeros(max_number + 1, 0)
+    return torch.cat([order, code, wave_feats, fine_order, steps], dim=1)
 
 
 class NumberEmbedding(nn.Module):
@@ -116,7 +134,9 @@ class NumberEmbedding(nn.Module):
             if cfg.number_encoding == "value":
                 features = value_features(cfg.max_number)
             else:
-                features = order_code_features(cfg.max_number, cfg.number_waves, cfg.value_waves)
+                features = order_code_features(
+                    cfg.max_number, cfg.number_waves, cfg.value_waves, thermometer=cfg.thermometer
+                )
             self.register_buffer("features", features, persistent=False)
             self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
 

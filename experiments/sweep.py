@@ -45,6 +45,10 @@ VARIANTS = {
     "value_numbers": {"model.number_encoding": "value", "data.sampling": "fixed"},
     # labelled option, not the strict task: the counting_small_prefix preset
     "value_numbers+prefix": {"model.number_encoding": "value", "data.sampling": "fixed", "data.prefix_fraction": 0.5},
+    # the recipe at width 96 (d_ff 384) instead of 64 (256)
+    "recipe_d96": {"model.d_model": 96, "model.d_ff": 384},
+    # and a thermometer code appended to the number features: fine order that never repeats
+    "recipe_d96+thermometer": {"model.d_model": 96, "model.d_ff": 384, "model.thermometer": True},
     "recipe_learned_numbers": {"model.number_encoding": "learned"},
     "recipe_no_local_heads": {"model.local_heads": 0},
     "nope": _baseline("none"),

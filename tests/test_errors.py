@@ -39,6 +39,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
         ({"model.order_stretch": "0.5"}, ["model.order_stretch", ">= 1"]),
         ({"model.value_waves": "9"}, ["model.value_waves", "[0, 8]"]),
         ({"model.value_waves": "8", "model.number_encoding": "value"}, ["model.value_waves", "order+code"]),
+        ({"model.thermometer": "true", "model.number_encoding": "learned"}, ["model.thermometer", "order+code"]),
     ],
 )
 def test_impossible_config_values_name_the_key(overrides, words):

@@ -10,6 +10,7 @@ from model import (
     CountingTransformer,
     ModelConfig,
     order_code_features,
+    thermometer_features,
     value_features,
 )
 from train import save_checkpoint
@@ -113,6 +114,19 @@ def test_value_waves_append_the_longest_sinusoids_of_the_value_encoding():
     assert torch.equal(fine[:, -6:], torch.cat([value[:, 1:4], value[:, 9:12]], dim=1))
 
 
+def test_thermometer_steps_once_per_number_and_never_repeats():
+    steps = thermometer_features(199)
+    assert steps.shape == (200, 199) and torch.allclose(steps.norm(dim=1), torch.ones(200))
+    assert torch.equal((steps > 0).sum(dim=1), torch.arange(200))  # v columns are +1: the value, in unary
+    flips = (steps[:, None, :] != steps[None, :, :]).sum(dim=-1)
+    gaps = (torch.arange(200)[:, None] - torch.arange(200)[None, :]).abs()
+    assert torch.equal(flips, gaps)  # as fine at gap 1 as at gap 150: no two numbers look alike
+    feats = order_code_features(199, thermometer=True)
+    assert torch.equal(feats, torch.cat([order_code_features(199), steps], dim=1))
+    cfg = load_config("counting_small", {"model.thermometer": "true"}).model
+    assert torch.equal(CountingTransformer(cfg).embed.features, feats)
+
+
 def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
     cfg = ModelConfig(vocab_size=24, max_number=19, d_model=16, n_head=2, number_encoding="order+code", order_stretch=3)
     embed = CountingTransformer(cfg).embed
@@ -131,7 +145,7 @@ def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(t
     ckpt = tmp_path / "old.ckpt"
     save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
     saved = torch.load(ckpt, weights_only=True)
-    for key in ("number_waves", "value_waves"):  # as written before these keys existed
+    for key in ("number_waves", "value_waves", "thermometer"):  # as written before these keys existed
         del saved["hyper_parameters"]["config"]["model"][key]
     torch.save(saved, ckpt)
     model, loaded = load_checkpoint(ckpt)
