@@ -112,10 +112,9 @@ class ExperimentConfig:
             raise ConfigError(
                 f"model.value_waves must be in [0, {N_VALUE_WAVES}] (0 turns it off), got {m.value_waves}"
             )
-        if m.value_waves and m.number_encoding != "order+code":
-            raise ConfigError("model.value_waves only applies to model.number_encoding=order+code; set it to 0")
-        if m.thermometer and m.number_encoding != "order+code":
-            raise ConfigError("model.thermometer only applies to model.number_encoding=order+code; set it to false")
+        for key, off in (("value_waves", "0"), ("thermometer", "false")):  # extra order+code features
+            if getattr(m, key) and m.number_encoding != "order+code":
+                raise ConfigError(f"model.{key} only applies to model.number_encoding=order+code; set it to {off}")
         if m.order_stretch < 1:
             raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
         if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:

@@ -115,9 +115,10 @@ def order_code_features(
     n_waves = angles.shape[1]
     wave_feats = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(n_waves)  # unit norm
     sines, cosines = value_waves(max_number).chunk(2, dim=1)  # longest wavelength first
-    fine_order = torch.cat([sines[:, :n_value_waves], cosines[:, :n_value_waves]], dim=1)
-    steps = thermometer_features(max_number) if thermometer else torch.zeros(max_number + 1, 0)
-    return torch.cat([order, code, wave_feats, fine_order, steps], dim=1)
+    parts = [order, code, wave_feats, sines[:, :n_value_waves], cosines[:, :n_value_waves]]
+    if thermometer:
+        parts.append(thermometer_features(max_number))
+    return torch.cat(parts, dim=1)
 
 
 class NumberEmbedding(nn.Module):

@@ -140,8 +140,7 @@ def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
 
 
 def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(tmp_path):
-    old = {"model.number_waves": "harmonic", "model.value_waves": 0, "train.output_dir": str(tmp_path)}
-    cfg = load_config("counting_small", old)
+    cfg = load_config("counting_small", {"model.number_waves": "harmonic", "train.output_dir": str(tmp_path)})
     ckpt = tmp_path / "old.ckpt"
     save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
     saved = torch.load(ckpt, weights_only=True)
