@@ -3,8 +3,10 @@
     python debug/close_pairs.py --checkpoint CKPT [--max_gap 9]
 
 Feeds 'SoS a b > a' for every pair with 1 <= |b-a| <= max_gap (one teacher-forced pass) and checks
-the next token: a+1 when counting up, a-1 when counting down. Training shows these pairs, so an
-error here is a comparison the model never learned finely enough, not a length failure.
+the next token: a+1 when counting up, a-1 when counting down. These are training lengths, so an
+error here is a comparison the model never learned finely enough, not a length failure. The val
+split's pairs are reported apart: training never draws them, so they show whether the comparison
+generalizes to unseen pairs or was memorized pair by pair.
 """
 
 import argparse
@@ -16,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_generation import PROMPT_LEN, encode_batch  # noqa: E402
+from data_generation import PROMPT_LEN, DataError, encode_batch, ensure_splits  # noqa: E402
 from evaluate import CheckpointError, load_checkpoint  # noqa: E402
 
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model, cfg = load_checkpoint(args.checkpoint)
-    except CheckpointError as err:
+        val = ensure_splits(cfg.data)["val"]
+    except (CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not 1 <= args.max_gap <= cfg.data.max_number:
@@ -52,12 +55,22 @@ def main(argv: list[str] | None = None) -> int:
     pairs = close_pairs(cfg.data.max_number, args.max_gap)
     wrong = wrong_direction(model, pairs)
     gaps = abs(pairs[:, 1] - pairs[:, 0])
+    in_val = np.zeros((cfg.data.max_number + 1,) * 2, dtype=bool)
+    in_val[val[:, 0], val[:, 1]] = True
+    held_out = in_val[pairs[:, 0], pairs[:, 1]]  # (n,) never drawn for training
     head = f"{len(pairs)} pairs with 1 <= |b-a| <= {args.max_gap}"
     print(f"{head}: wrong direction for {wrong.sum()} ({wrong.mean():.2%})")
-    print("  |b-a|  pairs  wrong")
+    print(f"  of them {held_out.sum()} val pairs, never trained on: wrong for {_share(wrong[held_out])}")
+    print("  |b-a|  pairs  wrong  val pairs  wrong")
     for g in range(1, args.max_gap + 1):
-        print(f"  {g:5d}  {(gaps == g).sum():5d}  {wrong[gaps == g].mean():6.1%}")
+        gap, val_gap = gaps == g, (gaps == g) & held_out
+        print(f"  {g:5d}  {gap.sum():5d}  {wrong[gap].mean():6.1%}  {val_gap.sum():9d}  {_share(wrong[val_gap]):>6}")
     return 0
+
+
+def _share(flags: np.ndarray) -> str:
+    """Percentage of True in flags, or '-' when there are none."""
+    return f"{flags.mean():.1%}" if len(flags) else "-"
 
 
 if __name__ == "__main__":

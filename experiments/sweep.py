@@ -43,6 +43,8 @@ VARIANTS = {
     "recipe": {},
     # the recipe plus a thermometer code: fine order for close pairs that never repeats
     "thermometer": {"model.thermometer": True},
+    # the recipe trained 1.5x longer
+    "recipe_4500_steps": {"train.max_steps": 4500},
     # the previous preset: the recipe at width 64 (d_ff 256)
     "recipe_d64": WIDTH_64,
     # recipe_d64 plus the value encoding's 8 sinusoids: fine order for close pairs
@@ -94,6 +96,7 @@ def run_one(base: str, name: str, seed: int, out: Path, extra: dict) -> dict:
         "test": test.summary(),
         "test_by_length": {str(k): v for k, v in test.by_length().items()},
         "in_distribution": val["exact_match"],
+        "ood_val": evaluate_pairs(model, splits["ood_val"]).summary()["exact_match"],  # what chose the checkpoint
     }
     if cfg.data.max_number + 6 >= 200:
         record["stretch_151_200"] = evaluate_pairs(model, pairs_for_range(151, 200, cfg.data.max_number, 5)).summary()[

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from config import load_config
-from data_generation import EOS, NUMBER_OFFSET
+from data_generation import EOS, NUMBER_OFFSET, ensure_splits
 from model import CountingTransformer
 from train import save_checkpoint
 
@@ -143,6 +143,12 @@ def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
     # 5 is the wrong way only after a=6 counting up (b=7..15) and a=4 counting down (b=0..3)
     assert "3510 pairs with 1 <= |b-a| <= 9: wrong direction for 13 (0.37%)" in result.stdout
     assert "      1    398    0.5%" in result.stdout
+    val = ensure_splits(load_config("counting_tiny").data)["val"]  # reported apart: never trained on
+    gaps = abs(val[:, 1] - val[:, 0])
+    close = val[(gaps >= 1) & (gaps <= 9)]
+    wrong = ((close[:, 0] == 6) & (close[:, 1] > 6)) | ((close[:, 0] == 4) & (close[:, 1] < 4))
+    share = f"{wrong.mean():.1%}" if len(close) else "-"
+    assert f"of them {len(close)} val pairs, never trained on: wrong for {share}" in result.stdout
     bad = run_tool("close_pairs.py", "--checkpoint", str(ckpt), "--max_gap", "0")
     assert bad.returncode == 2 and "--max_gap" in bad.stderr and "Traceback" not in bad.stderr
 
