@@ -224,12 +224,15 @@ def length_curve_figure(curves: dict[str, list[dict[int, float]]], train_max_len
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, runs in curves.items():
+    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors  # one colour per line
+    for i, ((name, runs), color) in enumerate(zip(curves.items(), palette * len(curves))):
         lengths = sorted(set().union(*runs))
         grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])
-        ax.plot(lengths, np.nanmedian(grid, 0), marker=".", markersize=3, label=f"{name} (n={len(runs)})")
-        if len(runs) > 1:
-            ax.fill_between(lengths, np.nanmin(grid, 0), np.nanmax(grid, 0), alpha=0.2)
+        label, first = f"{name} (n={len(runs)})", i == 0  # the first name is drawn on top, thicker
+        ax.plot(lengths, np.nanmedian(grid, 0), marker=".", markersize=3, color=color, label=label,
+                linewidth=2.5 if first else 1.5, zorder=3 if first else 2)  # fmt: skip
+        if len(runs) > 1:  # the same colour as its line
+            ax.fill_between(lengths, np.nanmin(grid, 0), np.nanmax(grid, 0), color=color, alpha=0.2)
     ax.axvspan(0, train_max_len + 0.5, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
     ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
     ax.set_title(title or "Counting: generation accuracy by length")

@@ -21,8 +21,9 @@ from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from train_lightning import train  # noqa: E402
 
-# The preset's width before it moved to 96; the variants measured at it keep it, so they rebuild exactly.
-WIDTH_64 = {"model.d_model": 64, "model.d_ff": 256}
+# What the preset was when a variant was measured; each variant pins it, so it rebuilds exactly.
+STEPS_3000 = {"train.max_steps": 3000}  # before the preset moved to 4500 steps
+WIDTH_64 = {**STEPS_3000, "model.d_model": 64, "model.d_ff": 256}  # before it moved to width 96
 
 
 def _baseline(pos_encoding: str, **extra) -> dict:
@@ -41,11 +42,11 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
-    # the recipe plus a thermometer code: fine order for close pairs that never repeats
-    "thermometer": {"model.thermometer": True},
-    # the recipe trained 1.5x longer
-    "recipe_4500_steps": {"train.max_steps": 4500},
-    # the previous preset: the recipe at width 64 (d_ff 256)
+    # the previous preset: the recipe trained for 3000 steps instead of 4500
+    "recipe_3000_steps": STEPS_3000,
+    # recipe_3000_steps plus a thermometer code: fine order for close pairs that never repeats
+    "thermometer": {**STEPS_3000, "model.thermometer": True},
+    # the preset before that: recipe_3000_steps at width 64 (d_ff 256)
     "recipe_d64": WIDTH_64,
     # recipe_d64 plus the value encoding's 8 sinusoids: fine order for close pairs
     "value_waves": {**WIDTH_64, "model.value_waves": 8},
