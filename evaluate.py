@@ -225,12 +225,12 @@ def length_curve_figure(curves: dict[str, list[dict[int, float]]], train_max_len
 
     fig, ax = plt.subplots(figsize=(7, 4))
     palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors  # one colour per line
-    for i, ((name, runs), color) in enumerate(zip(curves.items(), palette * len(curves))):
+    for i, (name, runs) in enumerate(curves.items()):
         lengths = sorted(set().union(*runs))
         grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])
-        label, first = f"{name} (n={len(runs)})", i == 0  # the first name is drawn on top, thicker
-        ax.plot(lengths, np.nanmedian(grid, 0), marker=".", markersize=3, color=color, label=label,
-                linewidth=2.5 if first else 1.5, zorder=3 if first else 2)  # fmt: skip
+        color, width = palette[i % len(palette)], 2.5 if i == 0 else 1.5  # the first name: thicker, on top
+        label = f"{name} (n={len(runs)})"
+        ax.plot(lengths, np.nanmedian(grid, 0), ".-", ms=3, color=color, lw=width, zorder=3 - (i > 0), label=label)
         if len(runs) > 1:  # the same colour as its line
             ax.fill_between(lengths, np.nanmin(grid, 0), np.nanmax(grid, 0), color=color, alpha=0.2)
     ax.axvspan(0, train_max_len + 0.5, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
