@@ -42,6 +42,7 @@ class ModelConfig:
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
+    value_bias: bool = False  # global heads add s_h * (v_key - v_query) between numbers; s_h learned, init +-1
 
 
 def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> torch.Tensor:
@@ -177,8 +178,12 @@ class CausalSelfAttention(nn.Module):
         self.dropout = cfg.dropout
         if cfg.scalable_softmax:
             self.ssmax_scale = nn.Parameter(torch.ones(cfg.n_head))
+        if cfg.value_bias:  # one slope per global head: +1 looks up the number line, -1 down
+            self.value_slope = nn.Parameter(torch.tensor([(-1.0) ** h for h in range(cfg.n_head - cfg.local_heads)]))
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor, cache: dict | None = None
+    ) -> torch.Tensor:
         B, T, C = x.shape
         nh, nl = self.cfg.n_head, self.cfg.local_heads
         q, k, v = self.qkv(x).split(C, dim=2)
@@ -195,12 +200,21 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
+        key_values = values
+        if cache is not None and self.cfg.value_bias:
+            if "values" in cache:
+                key_values = torch.cat([cache["values"], values], dim=1)
+            cache["values"] = key_values
         n_past = k.shape[2] - T
         if self.cfg.scalable_softmax:  # the query at position t sees n = t+1 keys (at most a window if local)
             n_keys = torch.arange(n_past + 1, n_past + T + 1, device=x.device, dtype=q.dtype)
             n_keys = torch.stack([n_keys.clamp(max=self.cfg.local_window)] * nl + [n_keys] * (nh - nl))  # (nh, T)
             q = q * (self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, nh, T, 1))
         mask = self._mask(T, n_past, x.device)
+        if self.cfg.value_bias:  # a float mask: the value bias where attention is allowed, -inf elsewhere
+            gap = (key_values[:, None, :] - values[:, :, None]).nan_to_num(0.0)  # (B, T, S), 0 unless both numbers
+            slope = torch.cat([self.value_slope.new_zeros(nl), self.value_slope])  # (nh,) local heads get none
+            mask = (slope.view(1, nh, 1, 1) * gap[:, None]).masked_fill(~mask, float("-inf"))  # (B, nh, T, S)
         y = F.scaled_dot_product_attention(
             q,
             k,
@@ -214,7 +228,7 @@ class CausalSelfAttention(nn.Module):
 
     def _mask(self, T: int, n_past: int, device: torch.device) -> torch.Tensor | None:
         """Boolean (nh, T, n_past+T) mask, or None when plain causal attention (is_causal) will do."""
-        if not self.cfg.local_heads and (n_past == 0 or T == 1):
+        if not self.cfg.local_heads and not self.cfg.value_bias and (n_past == 0 or T == 1):
             return None
         q_pos = torch.arange(n_past, n_past + T, device=device)[:, None]
         k_pos = torch.arange(n_past + T, device=device)[None, :]
@@ -244,8 +258,10 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), pos, cache)
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor, cache: dict | None = None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), pos, values, cache)
         return x + self.mlp(self.ln2(x))
 
 
@@ -298,8 +314,10 @@ class CountingTransformer(nn.Module):
         elif self.cfg.pos_encoding == "sinusoidal":
             x = x + self.pos_table_fixed[pos]
         x = self.drop(x)
+        values = (idx - self.cfg.number_offset).float()  # (B, T) each token's number; NaN for specials
+        values = values.masked_fill((values < 0) | (values > self.cfg.max_number), float("nan"))
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, None if caches is None else caches[i])
+            x = block(x, pos, values, None if caches is None else caches[i])
         return self.head(self.ln_f(x))
 
     @torch.no_grad()

@@ -42,6 +42,8 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
+    # the recipe whose global heads add s*(v_key - v_query) to scores between numbers
+    "value_bias": {"model.value_bias": True},
     # the recipe with 5x the weight decay: less room to memorize close pairs one by one
     "weight_decay_0.5": {"train.weight_decay": 0.5},
     # the previous preset: the recipe trained for 3000 steps instead of 4500
