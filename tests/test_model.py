@@ -7,6 +7,7 @@ from evaluate import load_checkpoint
 from model import (
     NUMBER_ENCODINGS,
     POS_ENCODINGS,
+    CausalSelfAttention,
     CountingTransformer,
     ModelConfig,
     order_code_features,
@@ -16,13 +17,14 @@ from model import (
 from train import save_checkpoint
 
 VARIANTS = (
-    [(pe, "learned", False, 0) for pe in POS_ENCODINGS]
-    + [("none", enc, ssmax, 0) for enc in NUMBER_ENCODINGS for ssmax in (False, True)]
-    + [("none", "value", True, 1), ("rope", "learned", False, 1)]
+    [(pe, "learned", False, 0, False) for pe in POS_ENCODINGS]
+    + [("none", enc, ssmax, 0, False) for enc in NUMBER_ENCODINGS for ssmax in (False, True)]
+    + [("none", "value", True, 1, False), ("rope", "learned", False, 1, False)]
+    + [("none", "order+code", True, 1, True), ("none", "learned", False, 0, True)]
 )
 
 
-def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, local_heads=0, **kw):
+def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, local_heads=0, value_bias=False, **kw):
     torch.manual_seed(0)
     cfg = ModelConfig(
         n_layer=2,
@@ -34,6 +36,7 @@ def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False,
         scalable_softmax=scalable_softmax,
         local_heads=local_heads,
         local_window=4,
+        value_bias=value_bias,
         max_number=199,
         vocab_size=204,
         **kw,
@@ -41,9 +44,9 @@ def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False,
     return CountingTransformer(cfg).eval()
 
 
-@pytest.mark.parametrize("pe,enc,ssmax,local", VARIANTS)
-def test_model_is_causal(pe, enc, ssmax, local):
-    model = tiny(pe, enc, ssmax, local)
+@pytest.mark.parametrize("pe,enc,ssmax,local,vbias", VARIANTS)
+def test_model_is_causal(pe, enc, ssmax, local, vbias):
+    model = tiny(pe, enc, ssmax, local, vbias)
     tokens = encode_batch([10], [40])
     changed = tokens.clone()
     changed[0, 20] = 4 + 150
@@ -53,9 +56,9 @@ def test_model_is_causal(pe, enc, ssmax, local):
     assert not torch.allclose(a[:, 20:], b[:, 20:])
 
 
-@pytest.mark.parametrize("pe,enc,ssmax,local", VARIANTS)
-def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax, local):
-    model = tiny(pe, enc, ssmax, local)
+@pytest.mark.parametrize("pe,enc,ssmax,local,vbias", VARIANTS)
+def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax, local, vbias):
+    model = tiny(pe, enc, ssmax, local, vbias)
     with torch.no_grad():  # sharpen the random model so it emits varied tokens and sometimes EoS
         model.head.weight.mul_(30)
     prompts = encode_batch(torch.arange(0, 160, 10).numpy(), torch.arange(40, 200, 10).numpy())[:, :PROMPT_LEN]
@@ -137,6 +140,21 @@ def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
     assert stretched.min() >= 1 and stretched.max() <= 3 and stretched.std() > 0.3  # one factor per sequence
     embed.eval()
     assert torch.allclose(embed(tokens)[:, 1, 0], order_code_features(19)[4, 0].expand(64))
+
+
+@pytest.mark.parametrize("slope,picked", [(20.0, 1), (-20.0, 0)])
+def test_value_bias_points_a_global_head_up_or_down_the_number_line(slope, picked):
+    cfg = ModelConfig(d_model=8, n_head=2, local_heads=1, local_window=2, value_bias=True)
+    attn = CausalSelfAttention(cfg)
+    with torch.no_grad():  # zero queries and keys: scores are the value bias alone; values copy the input
+        attn.qkv.weight.zero_(), attn.qkv.bias.zero_(), attn.proj.bias.zero_()
+        attn.qkv.weight[16:].copy_(torch.eye(8)), attn.proj.weight.copy_(torch.eye(8))
+        attn.value_slope.fill_(slope)
+        x = torch.eye(8)[None, :4] + torch.eye(8)[None, 4:]  # position t: dims t and 4+t
+        y = attn(x, torch.arange(4), torch.tensor([[10.0, 15.0, 12.0, 11.0]]))
+    global_out, local_out = y[0, 3, 4:], y[0, 3, :4]
+    assert torch.allclose(global_out, torch.eye(4)[picked], atol=1e-3)  # 15 is the largest number, 10 the smallest
+    assert torch.allclose(local_out, torch.tensor([0, 0, 0.5, 0.5]))  # the local head: no bias, window of 2
 
 
 def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(tmp_path):
