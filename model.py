@@ -169,6 +169,11 @@ def rope_rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
+    """Causal multi-head attention. The first local_heads heads are rotary inside a sliding window;
+    with value_bias the others add s_h * (v_key - v_query) to scores between two numbers, an order
+    comparison of token values (like RASP-L's select on k > q) that holds for any pair.
+    """
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         assert cfg.d_model % cfg.n_head == 0

@@ -22,7 +22,8 @@ from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs
 from train_lightning import train  # noqa: E402
 
 # What the preset was when a variant was measured; each variant pins it, so it rebuilds exactly.
-STEPS_3000 = {"train.max_steps": 3000}  # before the preset moved to 4500 steps
+NO_VALUE_BIAS = {"model.value_bias": False}  # before the preset gained value_bias
+STEPS_3000 = {**NO_VALUE_BIAS, "train.max_steps": 3000}  # before the preset moved to 4500 steps
 WIDTH_64 = {**STEPS_3000, "model.d_model": 64, "model.d_ff": 256}  # before it moved to width 96
 
 
@@ -42,11 +43,11 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
-    # the recipe whose global heads add s*(v_key - v_query) to scores between numbers
-    "value_bias": {"model.value_bias": True},
-    # the recipe with 5x the weight decay: less room to memorize close pairs one by one
-    "weight_decay_0.5": {"train.weight_decay": 0.5},
-    # the previous preset: the recipe trained for 3000 steps instead of 4500
+    # the previous preset: the recipe without the value bias in its global heads
+    "no_value_bias": NO_VALUE_BIAS,
+    # no_value_bias with 5x the weight decay: less room to memorize close pairs one by one
+    "weight_decay_0.5": {**NO_VALUE_BIAS, "train.weight_decay": 0.5},
+    # the preset before that: no_value_bias trained for 3000 steps instead of 4500
     "recipe_3000_steps": STEPS_3000,
     # recipe_3000_steps plus a thermometer code: fine order for close pairs that never repeats
     "thermometer": {**STEPS_3000, "model.thermometer": True},
