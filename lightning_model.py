@@ -26,11 +26,18 @@ from data_generation import (
     seq_length,
     target_answer,
 )
-from evaluate import bucket_table, evaluate_pairs, example_rows, format_example, length_curve_figure
+from evaluate import (
+    bucket_table,
+    evaluate_pairs,
+    example_rows,
+    format_example,
+    length_curve_figure,
+    selection_score,
+)
 from model import CountingTransformer, configure_optimizer, step_seed
 
 EVAL_SPLITS = ("val", "ood_val", "test")
-MONITOR = "ood_val/gen_acc"  # checkpoint selection uses ood_val only; test is only reported
+MONITOR = "ood_val/selection_score"  # checkpoints are ranked on ood_val only (selection_score); test is reported
 
 
 class CountingModule(pl.LightningModule):
@@ -147,6 +154,8 @@ class GenerationEval(pl.Callback):
             if split == "ood_val":
                 self.best = max(self.best, summary["exact_match"])
                 module.log("ood_val/best_gen_acc", self.best)
+                module.log("ood_val/answer_loss", summary["answer_loss"])
+                module.log(MONITOR, selection_score(summary))
             if split != "ood_val":
                 curves[split] = result.by_length()
         if trainer.is_global_zero:

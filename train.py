@@ -16,7 +16,7 @@ import torch
 
 from config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides, save_config
 from data_generation import PAD, DataError, TrainStream, answer_loss, ensure_splits
-from evaluate import evaluate_pairs
+from evaluate import evaluate_pairs, selection_score
 from model import CountingTransformer, configure_optimizer, step_seed
 
 
@@ -71,7 +71,7 @@ def prepare_output_dir(cfg: ExperimentConfig, overwrite: bool = False, resuming:
 
 
 def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
-    """Train, evaluating generation every eval_every steps; keep best.ckpt by ood_val. Returns the best scores."""
+    """Train, evaluating every eval_every steps; keep best.ckpt by ood_val selection_score; return its scores."""
     t = cfg.train
     torch.manual_seed(t.seed)
     out = prepare_output_dir(cfg, overwrite)
@@ -82,7 +82,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
     autocast_dtype = torch.bfloat16 if t.precision.startswith("bf16") else None
     stream = iter(TrainStream.for_training(cfg.data, t.batch_size, t.seed, splits))
     print(f"Training {model.num_params():,} parameters on {device} for {t.max_steps} steps; output in {out}/")
-    best = {"ood_val": -math.inf}
+    best, best_score = {"ood_val": -math.inf}, -math.inf
     tokens_seen, started = 0, time.perf_counter()
     for step in range(1, t.max_steps + 1):
         batch = next(stream).to(device)
@@ -96,14 +96,11 @@ def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
             lr = scheduler.get_last_lr()[0]
             print(f"step {step:>6}/{t.max_steps}  loss {loss.item():.4f}  lr {lr:.2e}  {rate:,.0f} tok/s")
         if step % t.eval_every == 0 or step == t.max_steps:
-            scores = {
-                split: evaluate_pairs(model, splits[split]).summary()["exact_match"]
-                for split in splits
-                if split != "train"
-            }
+            summaries = {split: evaluate_pairs(model, splits[split]).summary() for split in splits if split != "train"}
+            scores = {split: summary["exact_match"] for split, summary in summaries.items()}
             print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()))
-            if scores["ood_val"] > best["ood_val"]:
-                best = scores
+            if selection_score(summaries["ood_val"]) > best_score:
+                best, best_score = scores, selection_score(summaries["ood_val"])
                 save_checkpoint(model, cfg, step, out / "checkpoints" / "best.ckpt")
             model.train()
     save_checkpoint(model, cfg, t.max_steps, out / "checkpoints" / "last.ckpt")
