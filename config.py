@@ -100,6 +100,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.d_model={m.d_model} must be divisible by model.n_head={m.n_head}")
         if not 0 <= m.local_heads <= m.n_head or m.local_window < 1:
             raise ConfigError("model.local_heads must be in [0, n_head] and model.local_window >= 1")
+        if m.value_bias_scaled and not (m.value_bias and m.scalable_softmax):
+            raise ConfigError("model.value_bias_scaled needs model.value_bias=true and model.scalable_softmax=true")
         if m.value_bias and m.local_heads == m.n_head:
             raise ConfigError("model.value_bias needs a global head to bias; set model.local_heads below model.n_head")
         if not 0 <= m.dropout < 1:

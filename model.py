@@ -43,6 +43,7 @@ class ModelConfig:
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
     value_bias: bool = False  # global heads add s_h * (v_key - v_query) between numbers; s_h learned, init +-1
+    value_bias_scaled: bool = False  # with scalable_softmax, the value bias is scaled like the queries (s*log n)
 
 
 def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> torch.Tensor:
@@ -211,15 +212,19 @@ class CausalSelfAttention(nn.Module):
                 key_values = torch.cat([cache["values"], values], dim=1)
             cache["values"] = key_values
         n_past = k.shape[2] - T
+        logit_scale = 1.0
         if self.cfg.scalable_softmax:  # the query at position t sees n = t+1 keys (at most a window if local)
             n_keys = torch.arange(n_past + 1, n_past + T + 1, device=x.device, dtype=q.dtype)
             n_keys = torch.stack([n_keys.clamp(max=self.cfg.local_window)] * nl + [n_keys] * (nh - nl))  # (nh, T)
-            q = q * (self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, nh, T, 1))
+            logit_scale = self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, nh, T, 1)
+            q = q * logit_scale
         mask = self._mask(T, n_past, x.device)
         if self.cfg.value_bias:  # a float mask: the value bias where attention is allowed, -inf elsewhere
             gap = (key_values[:, None, :] - values[:, :, None]).nan_to_num(0.0)  # (B, T, S), 0 unless both numbers
-            slope = torch.cat([self.value_slope.new_zeros(nl), self.value_slope])  # (nh,) local heads get none
-            mask = (slope.view(1, nh, 1, 1) * gap[:, None]).masked_fill(~mask, float("-inf"))  # (B, nh, T, S)
+            slope = torch.cat([self.value_slope.new_zeros(nl), self.value_slope]).view(1, nh, 1, 1)  # local: none
+            if self.cfg.value_bias_scaled:  # keep its balance with the content scores at every length
+                slope = slope * logit_scale
+            mask = (slope * gap[:, None]).masked_fill(~mask, float("-inf"))  # (B, nh, T, S)
         y = F.scaled_dot_product_attention(
             q,
             k,

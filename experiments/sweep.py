@@ -43,17 +43,19 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
+    # the recipe with its value bias scaled like the queries (s*log n), so its weight does not fade with length
+    "value_bias_scaled": {"model.value_bias_scaled": True},
     # the previous preset: the recipe without the value bias in its global heads
     "no_value_bias": NO_VALUE_BIAS,
     # no_value_bias with 5x the weight decay: less room to memorize close pairs one by one
     "weight_decay_0.5": {**NO_VALUE_BIAS, "train.weight_decay": 0.5},
     # the preset before that: no_value_bias trained for 3000 steps instead of 4500
-    "recipe_3000_steps": STEPS_3000,
-    # recipe_3000_steps plus a thermometer code: fine order for close pairs that never repeats
+    "no_value_bias_3000_steps": STEPS_3000,
+    # no_value_bias_3000_steps plus a thermometer code: fine order for close pairs that never repeats
     "thermometer": {**STEPS_3000, "model.thermometer": True},
-    # the preset before that: recipe_3000_steps at width 64 (d_ff 256)
-    "recipe_d64": WIDTH_64,
-    # recipe_d64 plus the value encoding's 8 sinusoids: fine order for close pairs
+    # the preset before that: no_value_bias_3000_steps at width 64 (d_ff 256)
+    "no_value_bias_d64": WIDTH_64,
+    # no_value_bias_d64 plus the value encoding's 8 sinusoids: fine order for close pairs
     "value_waves": {**WIDTH_64, "model.value_waves": 8},
     # the strict recipe before that: waves with periods 3-24 (they repeat every 24), no order stretch
     "harmonic_waves": {**WIDTH_64, "model.number_waves": "harmonic", "model.order_stretch": 1.0},

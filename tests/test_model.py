@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -17,14 +19,15 @@ from model import (
 from train import save_checkpoint
 
 VARIANTS = (
-    [(pe, "learned", False, 0, False) for pe in POS_ENCODINGS]
-    + [("none", enc, ssmax, 0, False) for enc in NUMBER_ENCODINGS for ssmax in (False, True)]
-    + [("none", "value", True, 1, False), ("rope", "learned", False, 1, False)]
-    + [("none", "order+code", True, 1, True), ("none", "learned", False, 0, True)]
+    [(pe, "learned", False, 0, {}) for pe in POS_ENCODINGS]
+    + [("none", enc, ssmax, 0, {}) for enc in NUMBER_ENCODINGS for ssmax in (False, True)]
+    + [("none", "value", True, 1, {}), ("rope", "learned", False, 1, {})]
+    + [("none", "order+code", True, 1, {"value_bias": True}), ("none", "learned", False, 0, {"value_bias": True})]
+    + [("none", "order+code", True, 1, {"value_bias": True, "value_bias_scaled": True})]
 )
 
 
-def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, local_heads=0, value_bias=False, **kw):
+def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False, local_heads=0, **kw):
     torch.manual_seed(0)
     cfg = ModelConfig(
         n_layer=2,
@@ -36,7 +39,6 @@ def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False,
         scalable_softmax=scalable_softmax,
         local_heads=local_heads,
         local_window=4,
-        value_bias=value_bias,
         max_number=199,
         vocab_size=204,
         **kw,
@@ -44,9 +46,9 @@ def tiny(pos_encoding="none", number_encoding="learned", scalable_softmax=False,
     return CountingTransformer(cfg).eval()
 
 
-@pytest.mark.parametrize("pe,enc,ssmax,local,vbias", VARIANTS)
-def test_model_is_causal(pe, enc, ssmax, local, vbias):
-    model = tiny(pe, enc, ssmax, local, vbias)
+@pytest.mark.parametrize("pe,enc,ssmax,local,extra", VARIANTS)
+def test_model_is_causal(pe, enc, ssmax, local, extra):
+    model = tiny(pe, enc, ssmax, local, **extra)
     tokens = encode_batch([10], [40])
     changed = tokens.clone()
     changed[0, 20] = 4 + 150
@@ -56,9 +58,9 @@ def test_model_is_causal(pe, enc, ssmax, local, vbias):
     assert not torch.allclose(a[:, 20:], b[:, 20:])
 
 
-@pytest.mark.parametrize("pe,enc,ssmax,local,vbias", VARIANTS)
-def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax, local, vbias):
-    model = tiny(pe, enc, ssmax, local, vbias)
+@pytest.mark.parametrize("pe,enc,ssmax,local,extra", VARIANTS)
+def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax, local, extra):
+    model = tiny(pe, enc, ssmax, local, **extra)
     with torch.no_grad():  # sharpen the random model so it emits varied tokens and sometimes EoS
         model.head.weight.mul_(30)
     prompts = encode_batch(torch.arange(0, 160, 10).numpy(), torch.arange(40, 200, 10).numpy())[:, :PROMPT_LEN]
@@ -142,19 +144,31 @@ def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
     assert torch.allclose(embed(tokens)[:, 1, 0], order_code_features(19)[4, 0].expand(64))
 
 
-@pytest.mark.parametrize("slope,picked", [(20.0, 1), (-20.0, 0)])
-def test_value_bias_points_a_global_head_up_or_down_the_number_line(slope, picked):
-    cfg = ModelConfig(d_model=8, n_head=2, local_heads=1, local_window=2, value_bias=True)
-    attn = CausalSelfAttention(cfg)
-    with torch.no_grad():  # zero queries and keys: scores are the value bias alone; values copy the input
+def _bias_only_attention(slope: float, **kw) -> torch.Tensor:
+    """A 2-head attention (1 local, 1 global) with zero queries and keys, so scores are the value bias
+    alone, and values that copy the input: returns its output at position 3 for the numbers 10 15 12 11."""
+    attn = CausalSelfAttention(ModelConfig(d_model=8, n_head=2, local_heads=1, local_window=2, value_bias=True, **kw))
+    with torch.no_grad():
         attn.qkv.weight.zero_(), attn.qkv.bias.zero_(), attn.proj.bias.zero_()
         attn.qkv.weight[16:].copy_(torch.eye(8)), attn.proj.weight.copy_(torch.eye(8))
         attn.value_slope.fill_(slope)
         x = torch.eye(8)[None, :4] + torch.eye(8)[None, 4:]  # position t: dims t and 4+t
-        y = attn(x, torch.arange(4), torch.tensor([[10.0, 15.0, 12.0, 11.0]]))
-    global_out, local_out = y[0, 3, 4:], y[0, 3, :4]
-    assert torch.allclose(global_out, torch.eye(4)[picked], atol=1e-3)  # 15 is the largest number, 10 the smallest
-    assert torch.allclose(local_out, torch.tensor([0, 0, 0.5, 0.5]))  # the local head: no bias, window of 2
+        return attn(x, torch.arange(4), torch.tensor([[10.0, 15.0, 12.0, 11.0]]))[0, 3]
+
+
+@pytest.mark.parametrize("slope,picked", [(20.0, 1), (-20.0, 0)])
+def test_value_bias_points_a_global_head_up_or_down_the_number_line(slope, picked):
+    out = _bias_only_attention(slope)
+    assert torch.allclose(out[4:], torch.eye(4)[picked], atol=1e-3)  # 15 is the largest number, 10 the smallest
+    assert torch.allclose(out[:4], torch.tensor([0, 0, 0.5, 0.5]))  # the local head: no bias, window of 2
+
+
+def test_scaled_value_bias_grows_with_log_n_like_scalable_softmax_queries():
+    out = _bias_only_attention(1.0, scalable_softmax=True, value_bias_scaled=True)
+    weights = torch.softmax(math.log(4) * (torch.tensor([10.0, 15.0, 12.0, 11.0]) - 11), dim=0)  # 4 keys seen
+    assert torch.allclose(out[4:], weights, atol=1e-5)
+    unscaled = _bias_only_attention(1.0, scalable_softmax=True)
+    assert torch.allclose(unscaled[4:], torch.softmax(torch.tensor([10.0, 15.0, 12.0, 11.0]) - 11, dim=0), atol=1e-5)
 
 
 def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(tmp_path):
