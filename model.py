@@ -188,7 +188,7 @@ class CausalSelfAttention(nn.Module):
             self.value_slope = nn.Parameter(torch.tensor([(-1.0) ** h for h in range(cfg.n_head - cfg.local_heads)]))
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor, cache: dict | None = None
+        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor | None, cache: dict | None = None
     ) -> torch.Tensor:
         B, T, C = x.shape
         nh, nl = self.cfg.n_head, self.cfg.local_heads
@@ -269,7 +269,7 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor, cache: dict | None = None
+        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor | None, cache: dict | None = None
     ) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), pos, values, cache)
         return x + self.mlp(self.ln2(x))
@@ -324,8 +324,10 @@ class CountingTransformer(nn.Module):
         elif self.cfg.pos_encoding == "sinusoidal":
             x = x + self.pos_table_fixed[pos]
         x = self.drop(x)
-        values = (idx - self.cfg.number_offset).float()  # (B, T) each token's number; NaN for specials
-        values = values.masked_fill((values < 0) | (values > self.cfg.max_number), float("nan"))
+        values = None  # (B, T) each token's number, NaN for specials: only the value bias reads them
+        if self.cfg.value_bias:
+            values = (idx - self.cfg.number_offset).float()
+            values = values.masked_fill((values < 0) | (values > self.cfg.max_number), float("nan"))
         for i, block in enumerate(self.blocks):
             x = block(x, pos, values, None if caches is None else caches[i])
         return self.head(self.ln_f(x))
