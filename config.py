@@ -24,7 +24,7 @@ class DataConfig:
     n_train: int = 5000  # size of the fixed train split
     n_val: int = 500  # in-distribution validation, disjoint from train
     n_test_per_length: int = 10
-    n_ood_val_per_length: int = 5  # long-length split for checkpoint selection, disjoint from test
+    n_ood_val_per_length: int = 20  # long-length split for checkpoint selection, disjoint from test
     sampling: str = "fixed"  # fixed: reshuffle the train split; online: fresh pairs every step
     prefix_fraction: float = 0.0  # NOT the strict task: share of batches that are cut prefixes of long counts
     seed: int = 1234  # seed of the split files (the training seed is separate)
@@ -159,10 +159,11 @@ def _cpu_preset() -> ExperimentConfig:
     3 layers of 4 heads: 2 rotary heads that see only the last 8 tokens (length-independent local
     steps) and 2 position-free heads with Scalable-Softmax (retrieving the prompt at any distance).
     The 2 global heads also add s * (v_key - v_query) to their scores between numbers (value_bias),
-    so "which prompt number is larger than me" is a function of the difference alone, at any gap
-    and for pairs never trained on. Numbers are embedded from fixed features that keep order (one
-    linear channel) apart from identity (a random code and waves at random frequencies); while
-    training, each sequence's order channel is stretched by up to 3x. Training pairs are drawn
+    so "which prompt number is larger than me" is a function of the difference alone, at any gap and
+    for pairs never trained on; the bias is scaled by s*log(n) like the queries (value_bias_scaled),
+    so it keeps its weight on long sequences. Numbers are embedded from fixed features that keep
+    order (one linear channel) apart from identity (a random code and waves at random frequencies);
+    while training, each sequence's order channel is stretched by up to 3x. Training pairs are drawn
     fresh every step. Width 96, 4500 steps (README Results).
     """
     return ExperimentConfig(
@@ -179,6 +180,7 @@ def _cpu_preset() -> ExperimentConfig:
             number_encoding="order+code",
             order_stretch=3.0,
             value_bias=True,
+            value_bias_scaled=True,
         ),
         train=TrainConfig(batch_size=64, lr=1e-3, max_steps=4500, eval_every=500, output_dir="outputs/counting_small"),
     )
@@ -187,11 +189,12 @@ def _cpu_preset() -> ExperimentConfig:
 def _cpu_prefix_preset() -> ExperimentConfig:
     """Prefix training: NOT the strict task (prompts show a and b far apart).
 
-    counting_small's model with the value features, fixed split, width 64, 3000 steps and no value
-    bias: what it was measured with (README Results).
+    counting_small's model with the value features, fixed split, width 64, 3000 steps, no value bias
+    and 5 ood_val sequences per length (its own data folder): what it was measured with (README Results).
     """
     cfg = _cpu_preset()
-    cfg.model.value_bias = False
+    cfg.model.value_bias = cfg.model.value_bias_scaled = False
+    cfg.data.n_ood_val_per_length, cfg.data.data_dir = 5, "data/ood_val_5"
     cfg.model.d_model, cfg.model.d_ff = 64, 256
     cfg.train.max_steps = 3000
     cfg.model.number_encoding = "value"

@@ -79,9 +79,10 @@ def selection_score(summary: dict) -> float:
     """How checkpoints are ranked on ood_val: exact match, ties broken by the lower answer loss.
 
     Once several checkpoints answer every ood_val sequence right, exact match cannot rank them; the
-    loss still says how sure each is. 1e-4 x loss stays below one sequence (1/405) for any loss < 24.
+    loss still says how sure each is. 1e-5 x loss stays below one sequence (1/1620) for any loss < 60.
+    Log it in float64: in float32, 1 - 1e-5 x loss rounds to 1 for the small losses that need ranking.
     """
-    return summary["exact_match"] - 1e-4 * summary["answer_loss"]
+    return summary["exact_match"] - 1e-5 * summary["answer_loss"]
 
 
 def classify(k: int, want: int, got: int) -> str:

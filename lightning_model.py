@@ -155,7 +155,7 @@ class GenerationEval(pl.Callback):
                 self.best = max(self.best, summary["exact_match"])
                 module.log("ood_val/best_gen_acc", self.best)
                 module.log("ood_val/answer_loss", summary["answer_loss"])
-                module.log(MONITOR, selection_score(summary))
+                module.log(MONITOR, torch.tensor(selection_score(summary), dtype=torch.float64))
             if split != "ood_val":
                 curves[split] = result.by_length()
         if trainer.is_global_zero:

@@ -22,7 +22,8 @@ from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs
 from train_lightning import train  # noqa: E402
 
 # What the preset was when a variant was measured; each variant pins it, so it rebuilds exactly.
-NO_VALUE_BIAS = {"model.value_bias": False}  # before the preset gained value_bias
+OOD_VAL_5 = {"data.n_ood_val_per_length": 5, "data.data_dir": "data/ood_val_5"}  # before ood_val grew to 20 per length
+NO_VALUE_BIAS = {**OOD_VAL_5, "model.value_bias": False, "model.value_bias_scaled": False}  # before value_bias
 STEPS_3000 = {**NO_VALUE_BIAS, "train.max_steps": 3000}  # before the preset moved to 4500 steps
 WIDTH_64 = {**STEPS_3000, "model.d_model": 64, "model.d_ff": 256}  # before it moved to width 96
 
@@ -43,9 +44,11 @@ def _baseline(pos_encoding: str, **extra) -> dict:
 # Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
 VARIANTS = {
     "recipe": {},
-    # the recipe with its value bias scaled like the queries (s*log n), so its weight does not fade with length
-    "value_bias_scaled": {"model.value_bias_scaled": True},
-    # the previous preset: the recipe without the value bias in its global heads
+    # the recipe with checkpoints chosen on 5 ood_val sequences per length instead of 20
+    "recipe_ood_val_5": OOD_VAL_5,
+    # the previous preset: the recipe with a fixed value bias, not scaled by s*log n
+    "value_bias_unscaled": {**OOD_VAL_5, "model.value_bias_scaled": False},
+    # the preset before that: value_bias_unscaled without the value bias in its global heads
     "no_value_bias": NO_VALUE_BIAS,
     # no_value_bias with 5x the weight decay: less room to memorize close pairs one by one
     "weight_decay_0.5": {**NO_VALUE_BIAS, "train.weight_decay": 0.5},
