@@ -23,7 +23,7 @@ from data_generation import (
     DataError,
     answer_loss,
     encode_batch,
-    load_splits,
+    ensure_splits,
     pairs_of_length,
     seq_length,
     target_answer,
@@ -324,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score a checkpoint by greedy generation, per length.")
     parser.add_argument("--checkpoint", required=True, help="a .ckpt from train_lightning.py or train.py")
     parser.add_argument("--split", default="test", choices=SPLITS, help="split to score (default: test)")
-    parser.add_argument("--data_dir", default=None, help="split folder (default: the checkpoint's data.data_dir)")
+    parser.add_argument(
+        "--data_dir", default=None, help="split folder (default: the checkpoint's data.data_dir; made if missing)"
+    )
     parser.add_argument("--min_len", type=int, help="score fresh sequences of these lengths instead of a split")
     parser.add_argument("--max_len", type=int, help="upper end of --min_len's range (inclusive)")
     parser.add_argument("--per_length", type=int, default=10, help="sequences per length with --min_len (default 10)")
@@ -350,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.data_dir:
                 cfg.data.data_dir = args.data_dir
-            pairs, title = load_splits(cfg.data)[args.split], f"{args.split} split"
+            pairs, title = ensure_splits(cfg.data)[args.split], f"{args.split} split"
         result = evaluate_pairs(model, pairs, args.batch_size, generate=args.generate)
         print(format_report(result, title))
         for line in examples(model, result, tokenizer, 5):
