@@ -78,6 +78,16 @@ def test_splits_have_specified_lengths_are_flat_disjoint_and_deterministic():
     assert not np.array_equal(splits["train"], other["train"])
 
 
+def test_a_larger_selection_split_keeps_the_test_set_and_the_training_data():
+    def as_set(pairs: np.ndarray) -> set:
+        return {tuple(p) for p in pairs.tolist()}
+
+    small, large = make_splits(DataConfig(n_ood_val_per_length=5)), make_splits(DataConfig(n_ood_val_per_length=20))
+    assert as_set(small["test"]) == as_set(large["test"])  # the reported numbers stay comparable
+    assert as_set(small["ood_val"]) < as_set(large["ood_val"])  # the old selection split is inside the new one
+    assert np.array_equal(small["train"], large["train"]) and np.array_equal(small["val"], large["val"])
+
+
 def test_written_files_are_byte_identical_for_the_same_seed(tmp_path):
     digests = []
     for folder in ("a", "b"):
