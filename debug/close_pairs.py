@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_generation import PROMPT_LEN, DataError, encode_batch, ensure_splits  # noqa: E402
+from data_generation import PROMPT_LEN, encode_batch, make_splits  # noqa: E402
 from evaluate import CheckpointError, load_checkpoint  # noqa: E402
 
 
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model, cfg = load_checkpoint(args.checkpoint)
-        val = ensure_splits(cfg.data)["val"]
-    except (CheckpointError, DataError) as err:
+        val = make_splits(cfg.data)["val"]  # rebuilt from the config: no data folder needed
+    except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not 1 <= args.max_gap <= cfg.data.max_number:

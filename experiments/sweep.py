@@ -71,8 +71,6 @@ VARIANTS = {
         "data.sampling": "fixed",
         "data.prefix_fraction": 0.5,
     },
-    "recipe_learned_numbers": {"model.number_encoding": "learned"},
-    "recipe_no_local_heads": {"model.local_heads": 0},
     "nope": _baseline("none"),
     "rope": _baseline("rope"),
     "sinusoidal": _baseline("sinusoidal"),

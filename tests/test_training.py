@@ -58,6 +58,18 @@ def test_evaluate_cli_scores_the_checkpoint_and_answers_prompts(trained, tmp_pat
 
 
 @pytest.mark.slow
+def test_evaluate_writes_the_checkpoints_splits_where_none_exist(trained, tmp_path, capsys):
+    cfg, best = trained
+    scores = []
+    for data_dir in (cfg.data.data_dir, tmp_path / "fresh"):
+        out_json = tmp_path / "scores.json"
+        assert evaluate_main(["--checkpoint", str(best), "--data_dir", str(data_dir), "--json", str(out_json)]) == 0
+        scores.append(json.loads(out_json.read_text())["by_length"])
+    assert (tmp_path / "fresh" / "metadata.json").is_file() and "generating it" in capsys.readouterr().out
+    assert scores[0] == scores[1]  # the same splits, rebuilt from the checkpoint's data config
+
+
+@pytest.mark.slow
 def test_best_checkpoint_is_ranked_by_its_own_ood_val_selection_score(trained):
     cfg, best = trained
     state = torch.load(best, weights_only=True)
