@@ -1,6 +1,6 @@
 """Generation accuracy: the one scorer used by training callbacks, train.py, debug tools and this CLI.
 
-python evaluate.py --checkpoint CKPT [--split test] [--min_len 151 --max_len 200] [--json FILE]
+python evaluate.py --checkpoint CKPT [--split test] [--min_len 151 --max_len 200] [--json FILE] [data.KEY=VALUE ...]
 python evaluate.py --checkpoint CKPT --prompts prompts.txt --output answers.txt
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from config import ConfigError, from_dict
+from config import ConfigError, apply_overrides, from_dict, parse_overrides
 from data_generation import (
     EOS,
     PAD,
@@ -320,6 +320,16 @@ def read_prompts(path: Path, tokenizer: CountingTokenizer) -> np.ndarray:
     return np.array(pairs, dtype=np.int64)
 
 
+def override_data(cfg, overrides: dict) -> None:
+    """Apply data.KEY=VALUE overrides to a loaded checkpoint's config; the model it fixes must not change."""
+    if any(not key.startswith("data.") for key in overrides):
+        raise ConfigError(f"only data.KEY=VALUE overrides apply to a trained checkpoint, got {', '.join(overrides)}")
+    vocab_size = cfg.model.vocab_size
+    apply_overrides(cfg, overrides)
+    if cfg.model.vocab_size != vocab_size:
+        raise ConfigError("data.max_number sets the model's vocabulary; a trained checkpoint keeps its own")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score a checkpoint by greedy generation, per length.")
     parser.add_argument("--checkpoint", required=True, help="a .ckpt from train_lightning.py or train.py")
@@ -335,9 +345,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="where --prompts answers go (default: stdout)")
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--generate", action="store_true", help="score by real decoding (slower; same numbers)")
+    parser.add_argument(
+        "data_overrides",
+        nargs="*",
+        metavar="data.KEY=VALUE",
+        help="change the checkpoint's data config, e.g. data.n_ood_val_per_length=20 to score it on today's ood_val",
+    )
     args = parser.parse_args(argv)
     try:
         model, cfg = load_checkpoint(args.checkpoint)
+        override_data(cfg, parse_overrides(args.data_overrides))
         tokenizer = CountingTokenizer(cfg.data.max_number)
         if args.prompts:
             pairs = read_prompts(Path(args.prompts), tokenizer)

@@ -118,6 +118,18 @@ def test_bad_prompt_files_name_the_line(tmp_path, untrained_ckpt, content, words
     assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--prompts", str(prompts)), *words)
 
 
+@pytest.mark.parametrize(
+    "override,words",
+    [
+        ("model.n_layer=3", ["only data.KEY=VALUE"]),
+        ("data.max_number=250", ["vocabulary"]),
+        ("data.n_val", ["key=value"]),
+    ],
+)
+def test_evaluation_overrides_may_not_change_the_trained_model(untrained_ckpt, override, words):
+    assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), override), *words)
+
+
 def test_unwritable_output_dir_and_existing_checkpoints_are_refused(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")

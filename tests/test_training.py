@@ -70,6 +70,17 @@ def test_evaluate_writes_the_checkpoints_splits_where_none_exist(trained, tmp_pa
 
 
 @pytest.mark.slow
+def test_evaluate_scores_a_checkpoint_on_a_changed_data_config(trained, tmp_path):
+    cfg, best = trained
+    out_json = tmp_path / "scores.json"
+    args = ["--checkpoint", str(best), "--split", "ood_val", "--data_dir", str(tmp_path / "d"), "--json", str(out_json)]
+    assert evaluate_main([*args, "data.n_ood_val_per_length=4"]) == 0
+    n_lengths = cfg.data.test_max_len - cfg.data.test_min_len + 1
+    assert cfg.data.n_ood_val_per_length != 4
+    assert json.loads(out_json.read_text())["summary"]["n"] == 4 * n_lengths
+
+
+@pytest.mark.slow
 def test_best_checkpoint_is_ranked_by_its_own_ood_val_selection_score(trained):
     cfg, best = trained
     state = torch.load(best, weights_only=True)
