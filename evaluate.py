@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from config import ConfigError, apply_overrides, from_dict, parse_overrides
+from config import ConfigError, ExperimentConfig, apply_overrides, from_dict, parse_overrides
 from data_generation import (
     EOS,
     PAD,
@@ -320,7 +320,7 @@ def read_prompts(path: Path, tokenizer: CountingTokenizer) -> np.ndarray:
     return np.array(pairs, dtype=np.int64)
 
 
-def override_data(cfg, overrides: dict) -> None:
+def override_data(cfg: ExperimentConfig, overrides: dict) -> None:
     """Apply data.KEY=VALUE overrides to a loaded checkpoint's config; the model it fixes must not change."""
     if any(not key.startswith("data.") for key in overrides):
         raise ConfigError(f"only data.KEY=VALUE overrides apply to a trained checkpoint, got {', '.join(overrides)}")
