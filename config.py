@@ -1,11 +1,14 @@
 """Configs: dataclasses that validate themselves, named presets, YAML in and out, key=value overrides."""
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
 
 from model import N_VALUE_WAVES, NUMBER_ENCODINGS, NUMBER_WAVES, POS_ENCODINGS, ModelConfig
+
+# Runs measured before ood_val grew to 20 sequences per length: 5 per length, in their own folder.
+OOD_VAL_5 = {"n_ood_val_per_length": 5, "data_dir": "data/ood_val_5"}
 
 
 class ConfigError(ValueError):
@@ -194,7 +197,7 @@ def _cpu_prefix_preset() -> ExperimentConfig:
     """
     cfg = _cpu_preset()
     cfg.model.value_bias = cfg.model.value_bias_scaled = False
-    cfg.data.n_ood_val_per_length, cfg.data.data_dir = 5, "data/ood_val_5"
+    cfg.data = replace(cfg.data, **OOD_VAL_5)
     cfg.model.d_model, cfg.model.d_ff = 64, 256
     cfg.train.max_steps = 3000
     cfg.model.number_encoding = "value"

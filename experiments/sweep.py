@@ -16,13 +16,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config import OOD_VAL_5 as DATA_OOD_VAL_5  # noqa: E402
 from config import ConfigError, load_config, parse_overrides  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from train_lightning import train  # noqa: E402
 
 # What the preset was when a variant was measured; each variant pins it, so it rebuilds exactly.
-OOD_VAL_5 = {"data.n_ood_val_per_length": 5, "data.data_dir": "data/ood_val_5"}  # before ood_val grew to 20 per length
+OOD_VAL_5 = {f"data.{k}": v for k, v in DATA_OOD_VAL_5.items()}  # before ood_val grew to 20 per length
 NO_VALUE_BIAS = {**OOD_VAL_5, "model.value_bias": False, "model.value_bias_scaled": False}  # before value_bias
 STEPS_3000 = {**NO_VALUE_BIAS, "train.max_steps": 3000}  # before the preset moved to 4500 steps
 WIDTH_64 = {**STEPS_3000, "model.d_model": 64, "model.d_ff": 256}  # before it moved to width 96
