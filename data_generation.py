@@ -98,12 +98,15 @@ def answer_loss(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tenso
     return loss, accuracy
 
 
-def pairs_of_length(length: int, max_number: int) -> np.ndarray:
-    """Every distinct (a, b) whose sequence has this length, shape (n, 2), up counts first."""
+def pairs_of_length(length: int, max_number: int, direction: str = "both") -> np.ndarray:
+    """Every distinct (a, b) whose sequence has this length, shape (n, 2), up counts first.
+
+    direction "up" keeps a <= b only (the paper's task); "both" adds the down counts.
+    """
     d = length - 6
     starts = np.arange(max_number + 1 - d)
     up = np.stack([starts, starts + d], axis=1)
-    if d == 0:
+    if d == 0 or direction == "up":
         return up
     return np.concatenate([up, up[:, ::-1]])
 
@@ -119,7 +122,7 @@ def _draw_disjoint(cfg: DataConfig, lengths: range, counts: dict[str, np.ndarray
     """For each length, draw disjoint pair sets for each split named in counts."""
     out = {name: [] for name in counts}
     for i, length in enumerate(lengths):
-        pool = pairs_of_length(length, cfg.max_number)
+        pool = pairs_of_length(length, cfg.max_number, cfg.direction)
         need = sum(int(c[i]) for c in counts.values())
         if need > len(pool):
             raise ConfigError(
@@ -183,6 +186,8 @@ def _data_params(cfg: DataConfig) -> dict:
     params = asdict(cfg)
     for key in ("data_dir", "sampling", "prefix_fraction"):
         params.pop(key)
+    if params["direction"] == "both":  # the default, left out so folders written before it existed stay valid
+        params.pop("direction")
     return params
 
 
@@ -229,7 +234,8 @@ class TrainStream(torch.utils.data.IterableDataset):
     With several processes (DDP), process `rank` of `world_size` takes batch s*world_size + rank.
     Batches are length-bucketed (lengths within `bucket_width` of each other) so little compute is
     spent on padding. 'fixed' reshuffles the train split every epoch; 'online' samples fresh pairs
-    of the training lengths, never one from `exclude` (the val split).
+    of the training lengths (both directions, or up only with cfg.direction="up"), never one from
+    `exclude` (the val split).
 
     With cfg.prefix_fraction > 0 (a labelled option, not the strict task), that share of batches are
     the first <= train_max_len tokens of counts too long to train on whole (|b-a| > train_max_len-6),
@@ -300,9 +306,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         return self._draw_pairs(rng, lengths - 6)
 
     def _draw_pairs(self, rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
-        """Uniform pairs with |b-a| = d (either direction), none of them excluded."""
+        """Uniform pairs with |b-a| = d (either direction, or up only), none of them excluded."""
         a = rng.integers(0, self.cfg.max_number + 1 - d)
-        down = rng.random(self.batch_size) < 0.5
+        down = (rng.random(self.batch_size) < 0.5) & (self.cfg.direction == "both")  # drawn either way: same stream
         pairs = np.stack([np.where(down, a + d, a), np.where(down, a, a + d)], axis=1)
         for _ in range(100):  # resample the few pairs that belong to an excluded split
             bad = self.excluded[pairs[:, 0], pairs[:, 1]]

@@ -234,16 +234,23 @@ def format_report(result: GenerationResult, title: str) -> str:
     return "\n".join(lines)
 
 
-def length_curve_figure(curves: dict[str, list[dict[int, float]]], train_max_len: int, title: str = ""):
-    """Exact match vs length: one line per name (median over its runs, min-max shaded), training range marked."""
+def length_curve_figure(
+    curves: dict[str, list[dict[int, float]]], train_max_len: int, title: str = "", ax=None, bucket: int = 1
+):
+    """Exact match vs length: one line per name (median over its runs, min-max shaded), training range marked.
+
+    bucket > 1 averages each run over lengths [k*bucket, (k+1)*bucket) first, so many lines stay
+    readable. Draws into ax if given (for a panel of a larger figure); returns the figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax)
     palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors  # one colour per line
     for i, (name, runs) in enumerate(curves.items()):
+        runs = [_bucketed(run, bucket) for run in runs]
         lengths = sorted(set().union(*runs))
         grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])
         color, width = palette[i % len(palette)], 2.5 if i == 0 else 1.5  # the first name: thicker, on top
@@ -257,6 +264,35 @@ def length_curve_figure(curves: dict[str, list[dict[int, float]]], train_max_len
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def _bucketed(by_length: dict[int, float], width: int) -> dict[float, float]:
+    """Mean accuracy per bucket of `width` lengths, keyed by the mean length it covers."""
+    if width <= 1:
+        return by_length
+    groups: dict[int, list[int]] = {}
+    for n in by_length:
+        groups.setdefault(n // width, []).append(n)
+    return {float(np.mean(ns)): float(np.mean([by_length[n] for n in ns])) for ns in groups.values()}
+
+
+# Number features that lost to the recipe; their code is at this commit. Each key: the value meaning "off".
+LAST_COMMIT_WITH_RETIRED = "33474da"
+RETIRED_OFF = {"number_waves": "random", "value_waves": 0, "thermometer": False}
+
+
+def _retired_options(model_section: dict) -> str:
+    """Drop retired keys a checkpoint holds at their "off" value; name the first one it really used."""
+    if model_section.get("number_encoding") == "value":
+        return "model.number_encoding=value"
+    saved_before_number_waves = "number_waves" not in model_section and "value_bias" not in model_section
+    if model_section.get("number_encoding") == "order+code" and saved_before_number_waves:
+        return "model.number_waves=harmonic"  # the only waves then
+    for key, off in RETIRED_OFF.items():
+        value = model_section.pop(key, off)
+        if value != off:
+            return f"model.{key}={value}"
+    return ""
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTransformer, object]:
@@ -273,9 +309,12 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
     config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
     if config is None or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no config or state_dict inside)")
-    model_section = config.get("model", {})
-    if model_section.get("number_encoding") == "order+code" and "number_waves" not in model_section:
-        model_section["number_waves"] = "harmonic"  # saved before number_waves existed: the only waves then
+    retired = _retired_options(config.get("model", {}))
+    if retired:
+        raise CheckpointError(
+            f"{path} uses {retired}, removed after commit {LAST_COMMIT_WITH_RETIRED}; "
+            f"score it from that commit (git checkout {LAST_COMMIT_WITH_RETIRED})"
+        )
     try:
         cfg = from_dict(config)
         model = CountingTransformer(cfg.model).to(device)
@@ -288,8 +327,10 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
     return model, cfg
 
 
-def pairs_for_range(min_len: int, max_len: int, max_number: int, per_length: int, seed: int = 0) -> np.ndarray:
-    """Up to per_length random distinct pairs at every length in [min_len, max_len]."""
+def pairs_for_range(
+    min_len: int, max_len: int, max_number: int, per_length: int, seed: int = 0, direction: str = "both"
+) -> np.ndarray:
+    """Up to per_length random distinct pairs at every length in [min_len, max_len] (of `direction`)."""
     if not 6 <= min_len <= max_len:
         raise ValueError(f"lengths must satisfy 6 <= --min_len <= --max_len, got {min_len}..{max_len}")
     if max_len - 6 > max_number:
@@ -297,7 +338,7 @@ def pairs_for_range(min_len: int, max_len: int, max_number: int, per_length: int
     rng = np.random.default_rng(seed)
     chunks = []
     for n in range(min_len, max_len + 1):
-        pool = pairs_of_length(n, max_number)
+        pool = pairs_of_length(n, max_number, direction)
         chunks.append(pool[rng.permutation(len(pool))[:per_length]])
     return np.concatenate(chunks)
 
@@ -358,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = CountingTokenizer(cfg.data.max_number)
         if args.prompts:
             pairs = read_prompts(Path(args.prompts), tokenizer)
+            if cfg.data.direction == "up" and (pairs[:, 0] > pairs[:, 1]).any():
+                n_down = int((pairs[:, 0] > pairs[:, 1]).sum())
+                print(f"warning: {n_down} prompt(s) count down; this model only ever saw up counts", file=sys.stderr)
             answers = generate_answers(model, pairs, args.batch_size)
             text = "".join(tokenizer.decode(o) + "\n" for o in answers)
             Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
@@ -365,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.min_len is not None or args.max_len is not None:
             lo = cfg.data.test_min_len if args.min_len is None else args.min_len
             hi = cfg.data.test_max_len if args.max_len is None else args.max_len
-            pairs, title = pairs_for_range(lo, hi, cfg.data.max_number, args.per_length), f"lengths {lo}-{hi}"
+            pairs = pairs_for_range(lo, hi, cfg.data.max_number, args.per_length, direction=cfg.data.direction)
+            title = f"lengths {lo}-{hi}"
         else:
             if args.data_dir:
                 cfg.data.data_dir = args.data_dir

@@ -27,6 +27,7 @@ from data_generation import (
     target_answer,
 )
 from evaluate import (
+    GenerationResult,
     bucket_table,
     evaluate_pairs,
     example_rows,
@@ -118,24 +119,46 @@ class CountingModule(pl.LightningModule):
 
 
 class GenerationEval(pl.Callback):
-    """After each validation: greedy generation on val, ood_val and test, logged overall and per length.
+    """After each validation: greedy generation on val and ood_val, logged overall and per length.
 
-    Also sends the loggers generation examples (mistakes first) and the accuracy-vs-length curve.
+    test is scored only when the ood_val selection score improves (so the best checkpoint's test
+    score is always known) and at the last step; it never chooses anything. Examples (mistakes
+    first) and the accuracy-vs-length curve come from val and ood_val. The run's last step is always
+    evaluated, even when max_steps is not a multiple of eval_every.
     """
 
     def __init__(self, n_examples: int = 6, limit: int | None = None):
         self.n_examples = n_examples
         self.limit = limit  # score only this many pairs per split (for --fast_dev_run)
-        self.best = -math.inf
+        self.best = -math.inf  # best ood_val exact match so far
+        self.best_score = -math.inf  # best ood_val selection score so far
+        self.best_scores: dict = {}  # step and exact match per split of the best evaluation
+        self.eval_seconds, self.n_evals = 0.0, 0  # this process only
+        self._started = 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= trainer.max_steps and not trainer.fast_dev_run:
+            trainer.should_stop = True  # Lightning then validates once more before it stops
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.eval_seconds += time.perf_counter() - self._started
+            self.n_evals += 1
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, module: CountingModule) -> None:
         if trainer.sanity_checking:
             return
         tokenizer = CountingTokenizer(module.cfg.data.max_number)
-        lines, curves = [f"step {trainer.global_step}:"], {}
+        step = trainer.global_step
+        lines, curves, results = [f"step {step}:"], {}, {}
         for split in EVAL_SPLITS:
+            if split == "test" and not (self._improves(results["ood_val"]) or step >= trainer.max_steps):
+                continue
             pairs = module.splits[split][: self.limit]
-            result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
+            results[split] = result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
             summary = result.summary()
             module.log(f"{split}/gen_acc", summary["exact_match"])
             module.log(f"{split}/gen_acc_min_len", summary["min_over_lengths"])
@@ -148,19 +171,25 @@ class GenerationEval(pl.Callback):
                 f"  {split:7s} exact {summary['exact_match']:6.1%}  worst length {summary['min_over_lengths']:6.1%}"
                 f"  direction errors {summary['direction_rate']:5.1%}  stop errors {summary['stop_error_rate']:5.1%}"
             )
-            if split == "test":
+            if split == "ood_val":
                 rows = example_rows(module.model, result, self.n_examples)
                 lines += ["    " + format_example(tokenizer, r["pair"], r["output"], r["correct"]) for r in rows]
-            if split == "ood_val":
                 self.best = max(self.best, summary["exact_match"])
                 module.log("ood_val/best_gen_acc", self.best)
                 module.log("ood_val/answer_loss", summary["answer_loss"])
                 module.log(MONITOR, torch.tensor(selection_score(summary), dtype=torch.float64))
-            if split != "ood_val":
+            if split != "test":
                 curves[split] = result.by_length()
+        if self._improves(results["ood_val"]):
+            self.best_score = selection_score(results["ood_val"].summary())
+            self.best_scores = {"step": step, **{k: r.summary()["exact_match"] for k, r in results.items()}}
         if trainer.is_global_zero:
             print("\n".join(lines), flush=True)
             self._send_to_loggers(trainer, module, rows, curves, tokenizer)
+
+    def _improves(self, ood_val: GenerationResult) -> bool:
+        """Would this ood_val result be the new best checkpoint (ModelCheckpoint ranks the same score)?"""
+        return selection_score(ood_val.summary()) > self.best_score
 
     def _send_to_loggers(self, trainer, module, rows: list[dict], curves: dict, tokenizer) -> None:
         """Examples as a W&B table / TensorBoard text, and the length curve as an image, in each logger."""
@@ -179,15 +208,15 @@ class GenerationEval(pl.Callback):
             for r in rows
         ]
         columns = ["prompt", "target", "output", "correct", "length", "first_error"]
-        merged = {**curves.get("val", {}), **curves.get("test", {})}
+        merged = {**curves.get("val", {}), **curves.get("ood_val", {})}
         figure = length_curve_figure({f"step {step}": [merged]}, module.cfg.data.train_max_len)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 text = "\n".join(f"    {row[0]} {row[2]}  ({'right' if row[3] else row[5]})" for row in table)
-                logger.experiment.add_text("examples/test", text, step)
+                logger.experiment.add_text("examples/ood_val", text, step)
                 logger.experiment.add_figure("length_curve", figure, step)
             elif isinstance(logger, WandbLogger):
-                logger.log_table("examples/test", columns=columns, data=table, step=step)
+                logger.log_table("examples/ood_val", columns=columns, data=table, step=step)
                 logger.log_image("length_curve", [figure], step=step)
                 logger.experiment.summary["ood_val/best_gen_acc"] = self.best
         import matplotlib.pyplot as plt
@@ -195,10 +224,12 @@ class GenerationEval(pl.Callback):
         plt.close(figure)
 
     def state_dict(self) -> dict:
-        return {"best": self.best}
+        return {"best": self.best, "best_score": self.best_score, "best_scores": self.best_scores}
 
     def load_state_dict(self, state: dict) -> None:
         self.best = state["best"]
+        self.best_score = state.get("best_score", -math.inf)
+        self.best_scores = state.get("best_scores", {})
 
 
 class LastCheckpoint(Checkpoint):

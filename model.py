@@ -12,9 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
-NUMBER_ENCODINGS = ("learned", "value", "order+code")
-NUMBER_WAVES = ("random", "harmonic")
-N_VALUE_WAVES = 8  # sin/cos pairs in the value encoding, wavelengths 4N down to 4
+NUMBER_ENCODINGS = ("learned", "order+code")
 
 
 @dataclass
@@ -34,11 +32,8 @@ class ModelConfig:
     pos_encoding: str = "none"  # learned | sinusoidal | rope | none
     max_positions: int = 256  # size of the learned/sinusoidal position table
     random_pos_offset: bool = False  # learned only: shift positions randomly while training
-    number_encoding: str = "learned"  # learned | value | order+code (see NumberEmbedding)
-    number_waves: str = "random"  # order+code only: random | harmonic (see order_code_features)
+    number_encoding: str = "learned"  # learned | order+code (see NumberEmbedding)
     order_stretch: float = 1.0  # order+code, training only: each sequence's order channel times U[1, this]
-    value_waves: int = 0  # order+code only: also the longest k (0-8) of value_waves, for close pairs
-    thermometer: bool = False  # order+code only: also thermometer_features, fine order that never repeats
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
@@ -56,92 +51,35 @@ def sinusoid_table(n_rows: int, dim: int, max_wavelength: float = 10000.0) -> to
     return table
 
 
-def value_waves(max_number: int, n_waves: int = N_VALUE_WAVES) -> torch.Tensor:
-    """sin/cos of each number v at n_waves wavelengths from 4N down to 4, shape (max_number+1, 2*n_waves)."""
-    v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
-    wavelengths = torch.logspace(math.log10(4 * (max_number + 1)), math.log10(4.0), n_waves)
-    angles = 2 * math.pi * v / wavelengths
-    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-
-
-def value_features(max_number: int, n_waves: int = N_VALUE_WAVES) -> torch.Tensor:
-    """Fixed features of each number's value, shape (max_number+1, 1 + 2*n_waves).
-
-    v/N carries order linearly; value_waves make v -> v±1 a fixed rotation. Waves longer than the
-    training gaps alias: some far-apart numbers look alike.
-    """
-    v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
-    return torch.cat([v / max_number, value_waves(max_number, n_waves)], dim=1)
-
-
-def thermometer_features(max_number: int) -> torch.Tensor:
-    """A ±1 step per boundary between neighbours, shape (max_number+1, max_number): column j is +1 iff v > j.
-
-    Scaled to unit norm. Neighbours differ in one column, and b - a flips |b - a| columns all the
-    same way, so order is as fine at gap 1 as at gap 100, and no two numbers ever look alike.
-    """
-    v = torch.arange(max_number + 1)[:, None]
-    steps = torch.where(v > torch.arange(max_number)[None, :], 1.0, -1.0)
-    return steps / math.sqrt(max_number)
-
-
-def order_code_features(
-    max_number: int,
-    waves: str = "random",
-    n_value_waves: int = 0,
-    order_scale: float = 8.0,
-    thermometer: bool = False,
-) -> torch.Tensor:
-    """Fixed features that split a number's order from its identity, shape (max_number+1, F).
+def order_code_features(max_number: int, order_scale: float = 8.0) -> torch.Tensor:
+    """Fixed features that split a number's order from its identity, shape (max_number+1, 97).
 
     order: one linear channel in [-order_scale, order_scale], so 'a < b' is the sign of a
     difference and holds at any gap. code: a fixed random 32-dim vector per number (seed 0, norm
-    about 1) for identity. waves: sin/cos of v, so v -> v±1 is a fixed rotation. "random" uses 32
-    random frequencies (seed 1), so the pattern never repeats (mean similarity <= 0.37 at any gap).
-    "harmonic" uses periods 3 to 24: it repeats every 24, and models trained with it stopped
-    early at gaps 72, 96 and 120 (never seen in training; 24 and 48 are). n_value_waves appends the
-    longest n of value_waves, unstretched: fine order. All 8 cut wrong directions on close pairs
-    (|b-a| < 10) from about 20% to a median of 0.4%, but they come nearly back in phase at gaps
-    75-77 and the wavelength-176 one turns sign at 88, beyond the training gaps: early stops and
-    direction errors at long lengths (README Results). thermometer appends thermometer_features
-    (not stretched): fine order without waves; it lifts in-distribution accuracy, but early stops
-    on long counts rise (README Results, point 9).
+    about 1) for identity. waves: sin/cos of v at 32 random frequencies (seed 1), so v -> v±1 is a
+    fixed rotation and the pattern never repeats at any gap.
     """
     v = torch.arange(max_number + 1, dtype=torch.float32)[:, None]
     order = order_scale * (2 * v / max_number - 1)
     code = torch.randn(max_number + 1, 32, generator=torch.Generator().manual_seed(0)) / math.sqrt(32)
-    if waves == "random":
-        angles = v * torch.empty(32).uniform_(0.3, math.pi, generator=torch.Generator().manual_seed(1))
-    else:
-        angles = 2 * math.pi * v / torch.tensor([3.0, 4.0, 6.0, 8.0, 12.0, 24.0])
-    n_waves = angles.shape[1]
-    wave_feats = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(n_waves)  # unit norm
-    sines, cosines = value_waves(max_number).chunk(2, dim=1)  # longest wavelength first
-    parts = [order, code, wave_feats, sines[:, :n_value_waves], cosines[:, :n_value_waves]]
-    if thermometer:
-        parts.append(thermometer_features(max_number))
-    return torch.cat(parts, dim=1)
+    angles = v * torch.empty(32).uniform_(0.3, math.pi, generator=torch.Generator().manual_seed(1))
+    waves = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1) / math.sqrt(32)  # unit norm
+    return torch.cat([order, code, waves], dim=1)
 
 
 class NumberEmbedding(nn.Module):
-    """Token embedding; with a value encoding, number tokens are a learned projection of fixed features.
+    """Token embedding; with order+code, number tokens are a learned projection of fixed features.
 
-    learned: a free vector per token. value: value_features. order+code: order_code_features.
-    Special tokens (SoS, '>', EoS, pad) always keep free vectors.
+    learned: a free vector per token. order+code: order_code_features. Special tokens (SoS, '>',
+    EoS, pad) always keep free vectors.
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.table = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        if cfg.number_encoding != "learned":
-            if cfg.number_encoding == "value":
-                features = value_features(cfg.max_number)
-            else:
-                features = order_code_features(
-                    cfg.max_number, cfg.number_waves, cfg.value_waves, thermometer=cfg.thermometer
-                )
-            self.register_buffer("features", features, persistent=False)
+        if cfg.number_encoding == "order+code":
+            self.register_buffer("features", order_code_features(cfg.max_number), persistent=False)
             self.project = nn.Linear(self.features.shape[1], cfg.d_model, bias=False)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
@@ -151,7 +89,7 @@ class NumberEmbedding(nn.Module):
         value = idx - self.cfg.number_offset
         is_number = ((value >= 0) & (value <= self.cfg.max_number))[..., None]  # (B, T, 1)
         feats = self.features[value.clamp(0, self.cfg.max_number)]  # (B, T, F)
-        if self.training and self.cfg.number_encoding == "order+code" and self.cfg.order_stretch > 1:
+        if self.training and self.cfg.order_stretch > 1:
             stretch = 1 + (self.cfg.order_stretch - 1) * torch.rand(idx.shape[0], 1, 1, device=idx.device)
             feats = torch.cat([feats[..., :1] * stretch, feats[..., 1:]], dim=-1)
         feats = self.project(feats)  # (B, T, C)

@@ -84,12 +84,13 @@ def seq_map(f: Callable, *seqs: np.ndarray) -> np.ndarray:
     return np.asarray(f(*(np.asarray(s) for s in seqs)))
 
 
-def count_program(seq) -> np.ndarray:
+def count_program(seq, direction: str = "both") -> np.ndarray:
     """The predicted next token at every position of seq (..., T); PAD where no answer token comes next.
 
     seq holds one or more `SoS a b > a a±1 ... b EoS` sequences back to back (the last may stop anywhere
     after '>'). At every answer position ('>' and the numbers after it) the output is the true next token.
     14 primitive operations: 4 select, 4 aggregate, 2 numerical_map, 4 seq_map (see count_ops).
+    direction="up" is the paper's task (a <= b): it never compares start with end, 13 operations.
     """
     tok, idx = tokens(seq), indices(seq)
     # 1. Where the current sequence began (the most recent SoS), and where its most recent '>' is.
@@ -103,16 +104,17 @@ def count_program(seq) -> np.ndarray:
     start = aggregate(select(idx, start_at, lambda k, q: k == q), tok, "max")
     end = aggregate(select(idx, end_at, lambda k, q: k == q), tok, "max")
     # The direction: count up when start <= end, down otherwise (ids of numbers are ordered like values).
-    step = seq_map(lambda s, e: np.where(s <= e, 1, -1), start, end)
+    # This is the one map of two token values whose inputs training does not cover: |a - b| <= 54 there.
+    step = seq_map(lambda s, e: np.where(s <= e, 1, -1), start, end) if direction == "both" else 1
     # 3. At '>' emit start; 4. where the current token is end emit EoS; 5. elsewhere step by one.
     nxt = seq_map(lambda t, s, e, d: np.where(t == SEP, s, np.where(t == e, EOS, t + d)), tok, start, end, step)
     return seq_map(lambda answer, n: np.where(answer, n, PAD), answering, nxt)
 
 
-def count_ops(program: Callable = count_program) -> Counter:
+def count_ops(program: Callable = count_program, **kwargs) -> Counter:
     """Calls of each primitive made by one run of program (independent of the input and batch size)."""
     _op_counts.clear()
-    program(np.array([SOS, 4, 6, SEP, 4, 5, 6, EOS]))
+    program(np.array([SOS, 4, 6, SEP, 4, 5, 6, EOS]), **kwargs)
     return Counter(_op_counts)
 
 
@@ -120,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the RASP-L counting program and show each prediction.")
     parser.add_argument("sequence", nargs="?", default="SoS 3 9 > 3 4 5 6 7 8 9 EoS", help="tokens, e.g. 'SoS 12 8 >'")
     parser.add_argument("--max_number", type=int, default=199, help="largest number token (default 199)")
+    parser.add_argument("--direction", choices=["both", "up"], default="both", help="the task's program (default both)")
     args = parser.parse_args(argv)
     tokenizer = CountingTokenizer(args.max_number)
     try:
@@ -127,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    predicted = count_program(ids)
+    predicted = count_program(ids, args.direction)
     print(f"{'pos':>3}  {'token':>5}  predicted next")
     for i, (token, nxt) in enumerate(zip(ids, predicted.tolist())):
         shown = "- (next token is not an answer token)" if nxt == PAD else tokenizer.decode([nxt])
         print(f"{i:>3}  {tokenizer.decode([token]):>5}  {shown}")
-    ops = count_ops()
+    ops = count_ops(direction=args.direction)
     print(f"{sum(ops.values())} primitive operations: " + ", ".join(f"{n} {name}" for name, n in ops.items()))
     return 0
 

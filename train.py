@@ -1,30 +1,32 @@
 """The same training as train_lightning.py in a plain PyTorch loop: no Lightning needed.
 
-    python train.py --config counting_small [--seed 1] [--output_dir DIR] [key=value ...]
+    python train.py --config counting_small [--seed 1] [--output_dir DIR] [--max_steps N] [key=value ...]
+    python train.py --config counting_small --seed 1 --resume_from OUTPUT_DIR/checkpoints/last.ckpt
 
-Same model, data stream, optimizer, schedule and scorer; the checkpoint loads in evaluate.py.
+Same flags, model, data stream, optimizer, schedule and scorer; the checkpoints load in evaluate.py,
+and last.ckpt (written after every evaluation) resumes to the same weights as an unbroken run.
 """
 
-import argparse
 import math
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from config import PRESETS, ConfigError, ExperimentConfig, load_config, parse_overrides, save_config
+from config import ConfigError, ExperimentConfig
 from data_generation import PAD, DataError, TrainStream, answer_loss, ensure_splits
-from evaluate import evaluate_pairs, selection_score
+from evaluate import CheckpointError, evaluate_pairs, selection_score
 from model import CountingTransformer, configure_optimizer, step_seed
+from utils import build_parser, prepare_output_dir, report_run, resolve_config
 
 
-def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path) -> None:
-    """Write the layout evaluate.load_checkpoint reads (Lightning's keys), atomically."""
+def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path, **extra) -> None:
+    """Write the layout evaluate.load_checkpoint reads (Lightning's keys), atomically; extra: resume state."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": state, "hyper_parameters": {"config": cfg.to_dict()}, "global_step": step}, tmp)
+    ckpt = {"state_dict": state, "hyper_parameters": {"config": cfg.to_dict()}, "global_step": step, **extra}
+    torch.save(ckpt, tmp)
     tmp.replace(path)
 
 
@@ -45,85 +47,83 @@ def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dt
     return loss.detach()
 
 
-def prepare_output_dir(cfg: ExperimentConfig, overwrite: bool = False, resuming: bool = False) -> Path:
-    """Create OUTPUT_DIR and write config.yaml there; refuse to start a fresh run over old checkpoints.
+def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | None = None) -> dict:
+    """Train, evaluating every eval_every steps and at the last; keep best.ckpt by ood_val selection_score.
 
-    overwrite clears the old run (checkpoints, TensorBoard events, W&B run id) so nothing mixes.
+    Returns the best evaluation's step and exact match per split. test is scored only when ood_val
+    improves and at the last step, as in train_lightning.py.
     """
-    out = Path(cfg.train.output_dir)
-    ckpt_dir = out / "checkpoints"
-    if not resuming and any(ckpt_dir.glob("*.ckpt")):
-        if not overwrite:
-            raise ConfigError(
-                f"{ckpt_dir} already holds checkpoints; pass --resume_from {ckpt_dir}/last.ckpt (train_lightning.py), "
-                "a new --output_dir, or --overwrite"
-            )
-        for old in ckpt_dir.glob("*.ckpt"):
-            old.unlink()
-        shutil.rmtree(out / "tb", ignore_errors=True)
-        (out / "wandb_run_id.txt").unlink(missing_ok=True)
-    try:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    except OSError as err:
-        raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
-    return out
-
-
-def train(cfg: ExperimentConfig, overwrite: bool = False) -> dict:
-    """Train, evaluating every eval_every steps; keep best.ckpt by ood_val selection_score; return its scores."""
+    started = time.perf_counter()
     t = cfg.train
     torch.manual_seed(t.seed)
-    out = prepare_output_dir(cfg, overwrite)
+    out = prepare_output_dir(cfg, overwrite, resuming=resume_from is not None)
+    ckpt_dir = out / "checkpoints"
     splits = ensure_splits(cfg.data)
     device = "cuda" if t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available() else "cpu"
     model = CountingTransformer(cfg.model).to(device)
     optimizer, scheduler = configure_optimizer(model, t.lr, t.weight_decay, t.warmup_steps, t.max_steps, t.min_lr_ratio)
+    best, best_score, first_step = {}, -math.inf, 1
+    if resume_from:
+        state = torch.load(resume_from, map_location=device, weights_only=True)
+        if "optimizer" not in state:
+            raise CheckpointError(
+                f"{resume_from} holds no train.py resume state; resume a train.py run from its own "
+                "OUTPUT_DIR/checkpoints/last.ckpt (a Lightning run with train_lightning.py)"
+            )
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state["state_dict"].items()})
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best, best_score, first_step = state["best"], state["best_score"], state["global_step"] + 1
     autocast_dtype = torch.bfloat16 if t.precision.startswith("bf16") else None
-    stream = iter(TrainStream.for_training(cfg.data, t.batch_size, t.seed, splits))
+    stream = TrainStream.for_training(cfg.data, t.batch_size, t.seed, splits)
+    stream.start_step = first_step - 1  # a resumed run continues the same batch sequence
+    batches = iter(stream)
     print(f"Training {model.num_params():,} parameters on {device} for {t.max_steps} steps; output in {out}/")
-    best, best_score = {"ood_val": -math.inf}, -math.inf
-    tokens_seen, started = 0, time.perf_counter()
-    for step in range(1, t.max_steps + 1):
-        batch = next(stream).to(device)
+    eval_s, n_evals, tokens_seen, window = 0.0, 0, 0, time.perf_counter()
+    for step in range(first_step, t.max_steps + 1):
+        batch = next(batches).to(device)
         torch.manual_seed(step_seed(t.seed, step - 1))  # same per-step randomness as train_lightning.py
         loss = train_step(model, batch, optimizer, scheduler, t.grad_clip, autocast_dtype)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr")
         tokens_seen += int((batch != PAD).sum())
         if step % t.log_every == 0:
-            rate = tokens_seen / (time.perf_counter() - started)
+            rate = tokens_seen / (time.perf_counter() - window)
             lr = scheduler.get_last_lr()[0]
-            print(f"step {step:>6}/{t.max_steps}  loss {loss.item():.4f}  lr {lr:.2e}  {rate:,.0f} tok/s")
+            print(f"step {step:>6}/{t.max_steps}  loss {loss.item():.4f}  lr {lr:.2e}  {rate:,.0f} tok/s", flush=True)
+            tokens_seen, window = 0, time.perf_counter()
         if step % t.eval_every == 0 or step == t.max_steps:
-            summaries = {split: evaluate_pairs(model, splits[split]).summary() for split in splits if split != "train"}
-            scores = {split: summary["exact_match"] for split, summary in summaries.items()}
-            print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()))
-            if selection_score(summaries["ood_val"]) > best_score:
-                best, best_score = scores, selection_score(summaries["ood_val"])
-                save_checkpoint(model, cfg, step, out / "checkpoints" / "best.ckpt")
+            eval_started = time.perf_counter()
+            ood_val = evaluate_pairs(model, splits["ood_val"], t.eval_batch_size).summary()
+            scores = {"ood_val": ood_val["exact_match"]}
+            scores["val"] = evaluate_pairs(model, splits["val"], t.eval_batch_size).summary()["exact_match"]
+            improved = selection_score(ood_val) > best_score
+            if improved or step == t.max_steps:
+                scores["test"] = evaluate_pairs(model, splits["test"], t.eval_batch_size).summary()["exact_match"]
+            print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()), flush=True)
+            if improved:
+                best, best_score = {"step": step, **scores}, selection_score(ood_val)
+                save_checkpoint(model, cfg, step, ckpt_dir / "best.ckpt")
+            resume_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            save_checkpoint(model, cfg, step, ckpt_dir / "last.ckpt", best=best, best_score=best_score, **resume_state)
             model.train()
-    save_checkpoint(model, cfg, t.max_steps, out / "checkpoints" / "last.ckpt")
-    print(f"Best by ood_val: {best}\nScore it: python evaluate.py --checkpoint {out}/checkpoints/best.ckpt")
+            eval_s, n_evals = eval_s + time.perf_counter() - eval_started, n_evals + 1
+            window += time.perf_counter() - eval_started  # throughput counts training time only
+    best_path = {"path": str(ckpt_dir / "best.ckpt")} if best else {}
+    report_run(out, best and {**best, **best_path}, time.perf_counter() - started, eval_s, n_evals)
     return best
 
 
+DESCRIPTION = "Plain-PyTorch training of the counting transformer (the same run as train_lightning.py)."
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Plain-PyTorch training of the counting transformer.")
-    parser.add_argument("--config", default="counting_small", help=f"preset ({', '.join(PRESETS)}) or YAML path")
-    parser.add_argument("--seed", type=int, help="training seed")
-    parser.add_argument("--output_dir", help="where config.yaml and checkpoints/ go")
-    parser.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
-    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
-    args = parser.parse_args(argv)
+    args = build_parser(DESCRIPTION, lightning=False).parse_args(argv)
     try:
-        overrides = parse_overrides(args.overrides)
-        if args.seed is not None:
-            overrides["train.seed"] = str(args.seed)
-        if args.output_dir:
-            overrides["train.output_dir"] = args.output_dir
-        train(load_config(args.config, overrides), args.overwrite)
-    except (ConfigError, DataError, FloatingPointError, OSError) as err:
+        train(resolve_config(args), args.overwrite, args.resume_from)
+    except (ConfigError, DataError, CheckpointError, FloatingPointError, OSError) as err:
+        if args.debug:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

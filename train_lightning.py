@@ -1,92 +1,24 @@
 """Train the counting transformer with Lightning; keep the best checkpoint by long-length generation.
 
 python train_lightning.py --config counting_small [--seed 1] [--output_dir DIR] [key=value ...]
+python train_lightning.py --config counting_small --seed 1 --resume_from OUTPUT_DIR/checkpoints/last.ckpt
 """
 
-import argparse
 import logging
 import os
 import sys
+import time
 import uuid
 import warnings
 from pathlib import Path
 
-from config import (
-    PRESETS,
-    ConfigError,
-    ExperimentConfig,
-    apply_overrides,
-    load_config,
-    parse_overrides,
-)
+from config import ConfigError, ExperimentConfig
 from data_generation import DataError
-from evaluate import CheckpointError, load_checkpoint
+from evaluate import CheckpointError
 from lightning_model import MONITOR
-from train import prepare_output_dir
+from utils import build_parser, prepare_output_dir, report_run, resolve_config
 
-RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Train a decoder-only transformer to count; score it by greedy generation at unseen lengths.",
-        epilog="Overrides: any config key as key=value, e.g. train.lr=3e-4 model.pos_encoding=rope n_layer=2.",
-    )
-    parser.add_argument("--config", help=f"preset ({', '.join(PRESETS)}) or YAML path (default: counting_small)")
-    parser.add_argument("--seed", type=int, help="training seed (init, batch order); the data split seed is data.seed")
-    parser.add_argument("--output_dir", help="where config.yaml, checkpoints/ and logs go")
-    parser.add_argument(
-        "--fast_dev_run", action="store_true", help="one train and one val batch, no logger/checkpoints"
-    )
-    parser.add_argument("--resume_from", help="continue from this checkpoint (e.g. OUTPUT_DIR/checkpoints/last.ckpt)")
-    parser.add_argument("--max_steps", type=int, help="total optimizer steps")
-    parser.add_argument("--precision", help="Lightning precision: 32-true, bf16-mixed, 16-mixed")
-    parser.add_argument("--accelerator", help="cpu, gpu, auto ...")
-    parser.add_argument("--devices", help="number of devices per node, or auto")
-    parser.add_argument("--strategy", help="Lightning strategy, e.g. ddp (one process per device)")
-    parser.add_argument("--num_nodes", type=int, help="number of machines (must match torchrun/SLURM)")
-    parser.add_argument("--logger", choices=["tensorboard", "wandb", "both", "none"], help="experiment logger(s)")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="allow a fresh run in an output_dir that has checkpoints"
-    )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
-    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
-    return parser.parse_args(argv)
-
-
-def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
-    """The run's config: preset/YAML (or the checkpoint's on resume) + flags + key=value overrides."""
-    overrides = parse_overrides(args.overrides)
-    for flag in (
-        "seed",
-        "output_dir",
-        "max_steps",
-        "precision",
-        "accelerator",
-        "devices",
-        "strategy",
-        "num_nodes",
-        "logger",
-    ):
-        if getattr(args, flag) is not None:
-            overrides[f"train.{flag}"] = str(getattr(args, flag))
-    if not args.resume_from:
-        return load_config(args.config or "counting_small", overrides)
-    _, cfg = load_checkpoint(args.resume_from)
-    if args.config:  # the named config must describe the same model and data as the checkpoint
-        named = load_config(args.config)
-        for section in ("model", "data"):
-            mine, theirs = getattr(named, section).__dict__, getattr(cfg, section).__dict__
-            diff = [k for k in mine if mine[k] != theirs[k] and k != "data_dir"]
-            if diff:
-                raise ConfigError(
-                    f"--config {args.config} differs from the checkpoint in {section}.{diff[0]} "
-                    f"({mine[diff[0]]!r} vs {theirs[diff[0]]!r}); resume without --config or start a new run"
-                )
-    unsafe = [k for k in overrides if k.split(".")[-1] not in RESUME_SAFE]
-    if unsafe:
-        raise ConfigError(f"{unsafe[0]} cannot change on resume; only {', '.join(sorted(RESUME_SAFE))} can")
-    return apply_overrides(cfg, overrides)
+DESCRIPTION = "Train a decoder-only transformer to count; score it by greedy generation at unseen lengths."
 
 
 def make_loggers(cfg: ExperimentConfig, out: Path, resume_step: int | None = None) -> list:
@@ -150,16 +82,25 @@ def make_callbacks(cfg: ExperimentConfig, ckpt_dir: Path, fast_dev_run: bool = F
 
 def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | None = None, overwrite: bool = False):
     """Build the module, trainer and callbacks, and fit. Returns the trainer."""
+    started = time.perf_counter()
     import pytorch_lightning as pl
     import torch
 
-    from lightning_model import CountingModule, progress_to_stdout
+    from lightning_model import CountingModule, GenerationEval, progress_to_stdout
 
     out = Path(cfg.train.output_dir)
     ckpt_dir = out / "checkpoints"
     if not fast_dev_run:
         prepare_output_dir(cfg, overwrite=overwrite, resuming=resume_from is not None)
-    resume_step = torch.load(resume_from, weights_only=True)["global_step"] if resume_from else None
+    resume_step = None
+    if resume_from:
+        state = torch.load(resume_from, weights_only=True)
+        if "loops" not in state:
+            raise CheckpointError(
+                f"{resume_from} holds no Lightning resume state; resume a train_lightning.py run from its own "
+                "OUTPUT_DIR/checkpoints/last.ckpt (a train.py run with train.py)"
+            )
+        resume_step = state["global_step"]
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = CountingModule(cfg.to_dict())
     module.setup("fit")  # load (or generate) the data now, so data errors come before training starts
@@ -193,13 +134,14 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     trainer.fit(module, ckpt_path=resume_from)
     _finish_wandb(trainer)
     if not fast_dev_run and trainer.is_global_zero:
-        best = trainer.checkpoint_callback.best_model_path
-        print(f"Best checkpoint (by {MONITOR}): {best}\nScore it: python evaluate.py --checkpoint {best}")
+        scorer = next(c for c in callbacks if isinstance(c, GenerationEval))
+        best = scorer.best_scores and {**scorer.best_scores, "path": trainer.checkpoint_callback.best_model_path}
+        report_run(out, best, time.perf_counter() - started, scorer.eval_seconds, scorer.n_evals)
     return trainer
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = build_parser(DESCRIPTION, lightning=True).parse_args(argv)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*IterableDataset.*__len__.*")
     warnings.filterwarnings("ignore", ".*treespec.*")  # a Lightning-internal deprecation, not ours

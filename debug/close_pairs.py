@@ -22,10 +22,10 @@ from data_generation import PROMPT_LEN, encode_batch, make_splits  # noqa: E402
 from evaluate import CheckpointError, load_checkpoint  # noqa: E402
 
 
-def close_pairs(max_number: int, max_gap: int) -> np.ndarray:
-    """Every (a, b) with 1 <= |b-a| <= max_gap, shape (n, 2)."""
+def close_pairs(max_number: int, max_gap: int, direction: str = "both") -> np.ndarray:
+    """Every (a, b) with 1 <= |b-a| <= max_gap (and a < b for an up-only task), shape (n, 2)."""
     a, b = np.meshgrid(np.arange(max_number + 1), np.arange(max_number + 1), indexing="ij")
-    keep = (abs(a - b) >= 1) & (abs(a - b) <= max_gap)
+    keep = (abs(a - b) >= 1) & (abs(a - b) <= max_gap) & ((a < b) | (direction == "both"))
     return np.stack([a[keep], b[keep]], axis=1)
 
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.max_gap <= cfg.data.max_number:
         print(f"error: --max_gap must be in [1, {cfg.data.max_number}], got {args.max_gap}", file=sys.stderr)
         return 2
-    pairs = close_pairs(cfg.data.max_number, args.max_gap)
+    pairs = close_pairs(cfg.data.max_number, args.max_gap, cfg.data.direction)
     wrong = wrong_direction(model, pairs)
     gaps = abs(pairs[:, 1] - pairs[:, 0])
     in_val = np.zeros((cfg.data.max_number + 1,) * 2, dtype=bool)

@@ -1,231 +1,369 @@
-"""Train several recipes x seeds one after another, score each best checkpoint, and tabulate/plot.
+"""The study: rows (a model and a task) x seeds, trained side by side, scored, tabulated and plotted.
 
-    python experiments/sweep.py --variants recipe,value_numbers --seeds 0,1,2,3,4 --out experiments/results
-    python experiments/sweep.py --quick        # two recipes, one seed, few steps: a few minutes
+    python experiments/sweep.py --study --jobs 2          # every row; an interrupted study continues
+    python experiments/sweep.py --study --quick           # minutes: the same path, two rows, 300 steps
+    python experiments/sweep.py --rows recipe --seeds 0-14 --out experiments/results/recipe
+    python experiments/sweep.py --report                  # rewrite tables and figure from finished runs
 
-Model selection uses ood_val only (the checkpoint monitor); the test split is only reported.
+Every row is named by what it is against one of two references: the standard transformer
+(`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`). Each run keeps the checkpoint
+with the best ood_val score and reports it on test (70-150), val (6-60) and fresh lengths 151-200;
+test never chooses anything. Runs live in --runs (one folder each, record.json when scored) and
+are skipped when their record matches the row's config, so the same command continues a study.
 """
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from config import OOD_VAL_5 as DATA_OOD_VAL_5  # noqa: E402
-from config import ConfigError, load_config, parse_overrides  # noqa: E402
+from config import ConfigError, ExperimentConfig, load_config, parse_overrides  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
-from train_lightning import train  # noqa: E402
 
-# What the preset was when a variant was measured; each variant pins it, so it rebuilds exactly.
-OOD_VAL_5 = {f"data.{k}": v for k, v in DATA_OOD_VAL_5.items()}  # before ood_val grew to 20 per length
-NO_VALUE_BIAS = {**OOD_VAL_5, "model.value_bias": False, "model.value_bias_scaled": False}  # before value_bias
-STEPS_3000 = {**NO_VALUE_BIAS, "train.max_steps": 3000}  # before the preset moved to 4500 steps
-WIDTH_64 = {**STEPS_3000, "model.d_model": 64, "model.d_ff": 256}  # before it moved to width 96
-
-
-def _baseline(pos_encoding: str, **extra) -> dict:
-    """A plain transformer on the fixed train split: every head uses pos_encoding, numbers are free vectors."""
-    return {
-        **WIDTH_64,
-        "data.sampling": "fixed",
-        "model.pos_encoding": pos_encoding,
-        "model.local_heads": 0,
-        "model.number_encoding": "learned",
-        "model.scalable_softmax": False,
-        **extra,
-    }
-
-
-# Each recipe is a set of overrides on the base preset; "recipe" is the preset itself.
-VARIANTS = {
-    "recipe": {},
-    # the recipe with checkpoints chosen on 5 ood_val sequences per length instead of 20
-    "recipe_ood_val_5": OOD_VAL_5,
-    # the previous preset: the recipe with a fixed value bias, not scaled by s*log n
-    "value_bias_unscaled": {**OOD_VAL_5, "model.value_bias_scaled": False},
-    # the preset before that: value_bias_unscaled without the value bias in its global heads
-    "no_value_bias": NO_VALUE_BIAS,
-    # no_value_bias with 5x the weight decay: less room to memorize close pairs one by one
-    "weight_decay_0.5": {**NO_VALUE_BIAS, "train.weight_decay": 0.5},
-    # the preset before that: no_value_bias trained for 3000 steps instead of 4500
-    "no_value_bias_3000_steps": STEPS_3000,
-    # no_value_bias_3000_steps plus a thermometer code: fine order for close pairs that never repeats
-    "thermometer": {**STEPS_3000, "model.thermometer": True},
-    # the preset before that: no_value_bias_3000_steps at width 64 (d_ff 256)
-    "no_value_bias_d64": WIDTH_64,
-    # no_value_bias_d64 plus the value encoding's 8 sinusoids: fine order for close pairs
-    "value_waves": {**WIDTH_64, "model.value_waves": 8},
-    # the strict recipe before that: waves with periods 3-24 (they repeat every 24), no order stretch
-    "harmonic_waves": {**WIDTH_64, "model.number_waves": "harmonic", "model.order_stretch": 1.0},
-    # the earlier strict recipe: sinusoidal value features, fixed train split
-    "value_numbers": {**WIDTH_64, "model.number_encoding": "value", "data.sampling": "fixed"},
-    # labelled option, not the strict task: the counting_small_prefix preset
-    "value_numbers+prefix": {
-        **WIDTH_64,
-        "model.number_encoding": "value",
-        "data.sampling": "fixed",
-        "data.prefix_fraction": 0.5,
-    },
-    "nope": _baseline("none"),
-    "rope": _baseline("rope"),
-    "sinusoidal": _baseline("sinusoidal"),
-    "learned_shift": _baseline("learned", **{"model.random_pos_offset": True}),
+BASE = "counting_small"  # the recipe; every row is a set of overrides on it
+# The standard decoder-only transformer: the recipe's size and schedule, every head one positional
+# encoding (set by the row), free number embeddings, none of the recipe's parts.
+STANDARD = {
+    "model.local_heads": 0,
+    "model.scalable_softmax": False,
+    "model.number_encoding": "learned",
+    "model.order_stretch": 1.0,
+    "model.value_bias": False,
+    "model.value_bias_scaled": False,
 }
-BASELINES = ("nope", "rope", "sinusoidal", "learned_shift")  # these run on --baseline_seeds
+ENCODINGS = {  # row name part: (words, overrides)
+    "nope": ("no positions", {"model.pos_encoding": "none"}),
+    "learned": ("learned + random offsets", {"model.pos_encoding": "learned", "model.random_pos_offset": True}),
+    "rope": ("RoPE", {"model.pos_encoding": "rope"}),
+    "sinusoidal": ("sinusoidal", {"model.pos_encoding": "sinusoidal"}),
+}
+UP = {"data.direction": "up", "data.data_dir": "data/up"}  # the paper's task: count up only
 BAR = {"overall": 0.99, "min_length": 0.97, "in_distribution": 0.995}
+HOPELESS = 0.5  # a row whose first 3 seeds all score below this on test stops at 3 seeds
 
 
-def run_one(base: str, name: str, seed: int, out: Path, extra: dict) -> dict:
-    """Train one (recipe, seed), then score its best checkpoint on val, test and 151-200."""
-    run_dir = out / "runs" / f"{name}_seed{seed}"
-    overrides = {
-        **VARIANTS[name],
-        **extra,
-        "train.seed": seed,
-        "train.output_dir": str(run_dir),
-        "train.logger": "none",
-    }
-    cfg = load_config(base, overrides)
-    started = time.perf_counter()
-    trainer = train(cfg, overwrite=True)
-    wall = time.perf_counter() - started
-    model, cfg = load_checkpoint(trainer.checkpoint_callback.best_model_path)
+@dataclass
+class Row:
+    overrides: dict
+    what: str  # what the row is, against its reference, in a few words
+    panel: str  # "up" (the paper's task) or "both" (the seed's task)
+
+
+ROWS = {
+    **{
+        f"standard_{enc}_up": Row({**STANDARD, **UP, **o}, f"standard, {words}, counting up", "up")
+        for enc, (words, o) in ENCODINGS.items()
+    },
+    **{
+        f"standard_{enc}_both": Row({**STANDARD, **o}, f"standard, {words}, both directions", "both")
+        for enc, (words, o) in ENCODINGS.items()
+    },
+    "standard_nope_both_prefix": Row(
+        {**STANDARD, **ENCODINGS["nope"][1], "data.prefix_fraction": 0.5},
+        "standard, no positions, + prefix training (NOT the strict task)",
+        "both",
+    ),
+    "recipe": Row({}, "counting_small: the recipe", "both"),
+    "recipe_minus_value_bias": Row(
+        {"model.value_bias": False, "model.value_bias_scaled": False}, "recipe without the value bias", "both"
+    ),
+    "recipe_minus_bias_scaling": Row(
+        {"model.value_bias_scaled": False}, "recipe, value bias not scaled by s*log n", "both"
+    ),
+    "recipe_minus_order_code": Row({"model.number_encoding": "learned"}, "recipe, learned number embeddings", "both"),
+    "recipe_minus_order_stretch": Row({"model.order_stretch": 1.0}, "recipe without order stretch", "both"),
+    "recipe_minus_local_heads": Row({"model.local_heads": 0}, "recipe, every head global (no local RoPE)", "both"),
+    "recipe_minus_scalable_softmax": Row(
+        {"model.scalable_softmax": False, "model.value_bias_scaled": False},
+        "recipe without Scalable-Softmax (so its bias is unscaled)",
+        "both",
+    ),
+    "recipe_minus_online_sampling": Row({"data.sampling": "fixed"}, "recipe on the fixed 5000-pair split", "both"),
+}
+QUICK_ROWS = ("recipe", "standard_nope_up")
+QUICK = {"train.max_steps": "300", "train.eval_every": "150"}
+
+
+def row_config(name: str, seed: int, runs: Path, extra: dict) -> ExperimentConfig:
+    overrides = {**ROWS[name].overrides, **extra, "train.seed": seed, "train.logger": "none"}
+    return load_config(BASE, {**overrides, "train.output_dir": str(run_dir(runs, name, seed))})
+
+
+def run_dir(runs: Path, name: str, seed: int) -> Path:
+    return runs / f"{name}_seed{seed}"
+
+
+def comparable(cfg: dict) -> dict:
+    """A config without the keys that do not change what a run computes."""
+    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k not in ("output_dir", "logger")}}
+
+
+def finished_record(cfg: ExperimentConfig) -> dict | None:
+    """The run's record.json if it exists and was made with this config, else None."""
+    path = Path(cfg.train.output_dir) / "record.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("config") == comparable(cfg.to_dict()) else None
+
+
+def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
+    """Train one (row, seed) unless its folder already holds a finished run, then score its best checkpoint."""
+    from train_lightning import train
+
+    cfg = row_config(name, seed, runs, extra)
+    out = Path(cfg.train.output_dir)
+    summary_path = out / "summary.json"
+    done = summary_path.is_file() and (out / "config.yaml").is_file()
+    if done:
+        done = comparable(load_config(str(out / "config.yaml")).to_dict()) == comparable(cfg.to_dict())
+    if not done:
+        train(cfg, overwrite=True)
+    summary = json.loads(summary_path.read_text())
+    model, cfg = load_checkpoint(out / "checkpoints" / "best.ckpt")
     splits = ensure_splits(cfg.data)
     test = evaluate_pairs(model, splits["test"])
-    val = evaluate_pairs(model, splits["val"]).summary()
+    val = evaluate_pairs(model, splits["val"])
+    far = evaluate_pairs(model, pairs_for_range(151, 200, cfg.data.max_number, 5, direction=cfg.data.direction))
+    s = test.summary()
     record = {
-        "variant": name,
+        "row": name,
         "seed": seed,
-        "wall_s": round(wall, 1),
-        "test": test.summary(),
-        "test_by_length": {str(k): v for k, v in test.by_length().items()},
-        "in_distribution": val["exact_match"],
+        "config": comparable(cfg.to_dict()),
+        "best_step": summary["best"]["step"],
+        "wall_s": summary["wall_s"],
+        "eval_share": summary["eval_s"] / summary["wall_s"],
+        "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "git_commit": _git_commit(),
+        "test": s,
         "ood_val": evaluate_pairs(model, splits["ood_val"]).summary()["exact_match"],  # what chose the checkpoint
+        "in_distribution": val.summary()["exact_match"],
+        "stretch_151_200": far.summary()["exact_match"],
+        "by_length": {str(k): v for r in (val, test, far) for k, v in r.by_length().items()},
     }
-    if cfg.data.max_number + 6 >= 200:
-        record["stretch_151_200"] = evaluate_pairs(model, pairs_for_range(151, 200, cfg.data.max_number, 5)).summary()[
-            "exact_match"
-        ]
-    s = record["test"]
     record["meets_bar"] = bool(
         s["exact_match"] >= BAR["overall"]
         and s["min_over_lengths"] >= BAR["min_length"]
         and record["in_distribution"] >= BAR["in_distribution"]
     )
+    (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def _git_commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def run_all(names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: int, study: bool) -> tuple[list, int]:
+    """Every (row, seed) not yet finished, `jobs` at a time, each in its own process with its share of threads.
+
+    With study=True a row runs seeds 0-2 first and seeds 3-4 only if one of them reaches HOPELESS on test.
+    Returns the records in row order and the number of runs that failed.
+    """
+    datas = {cfg.data.data_dir: cfg.data for cfg in (row_config(n, 0, runs, extra) for n in names)}
+    for data in datas.values():
+        ensure_splits(data)  # written once here, before several processes could race to write it
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    phases = [[(n, s) for n in names for s in seeds if s < 3], [(n, s) for n in names for s in seeds if s >= 3]]
+    if not study:
+        phases = [[(n, s) for n in names for s in seeds]]
+    records: dict[tuple, dict] = {}
+    failed = 0
+    for phase in phases:
+        todo = []
+        for name, seed in phase:
+            done = [r for (n, _), r in records.items() if n == name]
+            if study and seed >= 3 and len(done) >= 3 and all(r["test"]["exact_match"] < HOPELESS for r in done):
+                continue
+            record = finished_record(row_config(name, seed, runs, extra))
+            if record:
+                records[name, seed] = record
+            else:
+                todo.append((name, seed))
+        print(f"{len(todo)} runs to go ({jobs} at a time, {threads} thread(s) each); runs in {runs}/", flush=True)
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for (name, seed), record in zip(todo, pool.map(lambda t: _child(*t, runs, extra, threads), todo)):
+                if record:
+                    records[name, seed] = record
+                failed += record is None
+    return [records[k] for k in sorted(records, key=lambda k: (list(ROWS).index(k[0]), k[1]))], failed
+
+
+def _child(name: str, seed: int, runs: Path, extra: dict, threads: int) -> dict | None:
+    """Train and score one run in a subprocess (its own threads); its output goes to RUN_DIR/train.log."""
+    out = run_dir(runs, name, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, __file__, "--one", name, "--seed", str(seed), "--runs", str(runs)]
+    cmd += [f"{k}={v}" for k, v in extra.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    started = time.perf_counter()
+    with open(out / "train.log", "w") as log:
+        code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        print(f"!! {name} seed {seed} failed (exit {code}); see {out / 'train.log'}", flush=True)
+        return None
+    record = json.loads((out / "record.json").read_text())
+    t = record["test"]
     print(
-        f"== {name} seed {seed}: test {s['exact_match']:.1%} (worst length {s['min_over_lengths']:.1%}), "
-        f"in-dist {record['in_distribution']:.1%}, direction errors {s['direction_rate']:.1%}, "
-        f"stop errors {s['early_stop_rate'] + s['no_stop_rate']:.1%}, {wall:.0f}s",
+        f"== {name} seed {seed}: test {t['exact_match']:.1%} (worst length {t['min_over_lengths']:.0%}), "
+        f"in-dist {record['in_distribution']:.1%}, 151-200 {record['stretch_151_200']:.1%}, "
+        f"direction errors {t['direction_rate']:.1%}, stop errors {t['stop_error_rate']:.1%}, "
+        f"{time.perf_counter() - started:.0f} s",
         flush=True,
     )
     return record
 
 
 def table(records: list[dict]) -> str:
-    """Markdown: one row per recipe, median over seeds and success rate against the bar."""
-    rows = [
-        "| recipe | seeds | meets bar | median test EM | median worst length | median in-dist EM "
-        "| median 151-200 EM | direction err | stop err | median wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+    """Markdown: one line per row, medians over seeds and the success rate against the bar."""
+    lines = [
+        "| row | what it is | seeds | meets bar | test 70-150 | worst length | in-dist | 151-200 "
+        "| direction err | stop err | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in dict.fromkeys(r["variant"] for r in records):
-        rs = [r for r in records if r["variant"] == name]
+    for name in dict.fromkeys(r["row"] for r in records):
+        rs = [r for r in records if r["row"] == name]
 
         def med(f, rs=rs) -> float:
             return float(np.median([f(r) for r in rs]))
 
-        rows.append(
-            f"| {name} | {len(rs)} | {sum(r['meets_bar'] for r in rs)}/{len(rs)} "
-            f"| {med(lambda r: r['test']['exact_match']):.1%} | {med(lambda r: r['test']['min_over_lengths']):.1%} "
-            f"| {med(lambda r: r['in_distribution']):.1%} | {med(lambda r: r.get('stretch_151_200', np.nan)):.1%} "
+        lines.append(
+            f"| `{name}` | {ROWS[name].what} | {len(rs)} | {sum(r['meets_bar'] for r in rs)}/{len(rs)} "
+            f"| {med(lambda r: r['test']['exact_match']):.1%} | {med(lambda r: r['test']['min_over_lengths']):.0%} "
+            f"| {med(lambda r: r['in_distribution']):.1%} | {med(lambda r: r['stretch_151_200']):.1%} "
             f"| {med(lambda r: r['test']['direction_rate']):.1%} | {med(lambda r: r['test']['stop_error_rate']):.1%} "
             f"| {med(lambda r: r['wall_s']):.0f} |"
         )
-    return "\n".join(rows)
+    return "\n".join(lines)
 
 
 def seed_table(records: list[dict]) -> str:
-    """Markdown: every run on its own row, so no lucky seed hides behind a median."""
-    rows = [
-        "| recipe | seed | test EM | worst length | in-dist EM | 151-200 EM | direction err | stop err | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+    """Markdown: every run on its own line, so no lucky seed hides behind a median."""
+    lines = [
+        "| row | seed | test 70-150 | worst length | in-dist | 151-200 | ood_val | direction err | stop err "
+        "| best step | wall (s) | meets bar |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         t = r["test"]
-        rows.append(
-            f"| {r['variant']} | {r['seed']} | {t['exact_match']:.1%} | {t['min_over_lengths']:.1%} "
-            f"| {r['in_distribution']:.1%} | {r.get('stretch_151_200', float('nan')):.1%} "
-            f"| {t['direction_rate']:.1%} | {t['stop_error_rate']:.1%} | {r['wall_s']:.0f} |"
+        lines.append(
+            f"| `{r['row']}` | {r['seed']} | {t['exact_match']:.1%} | {t['min_over_lengths']:.0%} "
+            f"| {r['in_distribution']:.1%} | {r['stretch_151_200']:.1%} | {r['ood_val']:.1%} "
+            f"| {t['direction_rate']:.1%} | {t['stop_error_rate']:.1%} | {r['best_step']} | {r['wall_s']:.0f} "
+            f"| {'yes' if r['meets_bar'] else 'no'} |"
         )
-    return "\n".join(rows)
+    return "\n".join(lines)
 
 
-def plot(records: list[dict], path: Path, train_max_len: int) -> None:
-    """The length-generalization figure: median exact match per recipe, seed spread shaded."""
+def figure(records: list[dict], path: Path, train_max_len: int) -> None:
+    """Exact match vs length, 6-200 in buckets of 10: panel A counting up, panel B both directions.
+
+    Panel B shows standard NoPE, standard + prefix, the recipe and the three removals that hurt most.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     curves: dict[str, list[dict[int, float]]] = {}
     for r in records:
-        curves.setdefault(r["variant"], []).append({int(k): v for k, v in r["test_by_length"].items()})
-    fig = length_curve_figure(curves, train_max_len, "Counting: exact match on unseen lengths (median over seeds)")
-    fig.savefig(path, dpi=110)
+        curves.setdefault(r["row"], []).append({int(k): v for k, v in r["by_length"].items()})
+    panels = {"up": [n for n in curves if ROWS[n].panel == "up"]}
+    removals = sorted(
+        (n for n in curves if n.startswith("recipe_minus_")),
+        key=lambda n: np.median([r["test"]["exact_match"] for r in records if r["row"] == n]),
+    )[:3]
+    both = ["recipe", "standard_nope_both", "standard_nope_both_prefix", *removals]
+    panels["both"] = [n for n in both if n in curves]
+    shown = {k: v for k, v in panels.items() if v}
+    fig, axes = plt.subplots(1, len(shown), figsize=(7 * len(shown), 4.6), squeeze=False)
+    titles = {"up": "A. Counting up (the paper's task)", "both": "B. Both directions (the seed's task)"}
+    for ax, (panel, names) in zip(axes[0], shown.items()):
+        length_curve_figure({n: curves[n] for n in names}, train_max_len, titles[panel], ax=ax, bucket=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def report(records: list[dict], out: Path, name: str = "results") -> None:
+    """Write NAME.json, NAME.md and NAME.png into out, and print the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
+    md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
+    (out / f"{name}.md").write_text(md + "\n")
+    figure(records, out / f"{name}.png", load_config(BASE).data.train_max_len)
+    print(md)
+    print(f"Wrote {out}/{name}.json, .md and .png")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' or '0-2,7' -> a list of ints."""
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if not (lo.isdigit() and (hi.isdigit() or not hi)):
+            raise ConfigError(f"--seeds {text!r} must look like 0-4 or 0,1,2")
+        seeds += list(range(int(lo), int(hi or lo) + 1))
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="counting_small", help="base preset or YAML")
-    parser.add_argument(
-        "--variants", default="recipe,nope,rope,learned_shift", help=f"comma list of {', '.join(VARIANTS)}"
-    )
-    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated training seeds (all but the baselines)")
-    parser.add_argument("--baseline_seeds", help="seeds for the other variants (default: --seeds)")
-    parser.add_argument("--merge", nargs="+", metavar="DIR", help="only combine the results.json of these folders")
-    parser.add_argument("--out", default="experiments/results", help="folder for results.json, results.md, plot")
-    parser.add_argument("--quick", action="store_true", help="recipe and nope, seed 0, 600 steps")
+    parser.add_argument("--study", action="store_true", help="every row: 5 seeds (3 where seeds 0-2 all fail)")
+    parser.add_argument("--rows", help=f"comma list of rows instead: {', '.join(ROWS)}")
+    parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings side by side; threads are split between them")
+    parser.add_argument("--quick", action="store_true", help=f"rows {', '.join(QUICK_ROWS)}, seed 0, 300 steps")
+    parser.add_argument("--runs", help="folder of run folders (default outputs/study, outputs/study_quick)")
+    parser.add_argument("--out", help="folder for results.json/.md/.png (default experiments/results)")
+    parser.add_argument("--report", action="store_true", help="only rewrite the tables and figure from --runs")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: train and score one run
+    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_max_len = load_config(args.config).data.train_max_len
-    if args.merge:
-        records = [r for folder in args.merge for r in json.loads((Path(folder) / "results.json").read_text())]
-        (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")
-        return report(records, out, train_max_len)
-    variants, seeds = args.variants.split(","), [int(s) for s in args.seeds.split(",")]
-    baseline_seeds = [int(s) for s in args.baseline_seeds.split(",")] if args.baseline_seeds else seeds
+    runs = Path(args.runs or ("outputs/study_quick" if args.quick else "outputs/study"))
+    out = Path(args.out or ("outputs/study_quick" if args.quick else "experiments/results"))
     try:
-        extra = parse_overrides(args.overrides)
+        extra = {**(QUICK if args.quick else {}), **parse_overrides(args.overrides)}
+        if args.one:
+            train_and_score(args.one, args.seed, runs, extra)
+            return 0
+        names = list(QUICK_ROWS) if args.quick else list(ROWS) if args.study or args.report else None
+        names = names or (args.rows.split(",") if args.rows else None)
+        if not names:
+            parser.error("choose --study, --quick, --report or --rows")
+        unknown = [n for n in names if n not in ROWS]
+        if unknown:
+            raise ConfigError(f"unknown row {unknown[0]!r}; choose from {', '.join(ROWS)}")
+        if args.jobs < 1:
+            raise ConfigError("--jobs must be >= 1")
+        seeds = [0] if args.quick else parse_seeds(args.seeds)
+        failed = 0
+        if args.report:
+            configs = [row_config(n, s, runs, extra) for n in names for s in seeds]
+            records = [r for r in map(finished_record, configs) if r]
+        else:
+            records, failed = run_all(names, seeds, runs, extra, args.jobs, study=args.study or args.quick)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if args.quick:
-        variants, seeds = ["recipe", "nope"], [0]
-        extra.setdefault("train.max_steps", "600")
-        extra.setdefault("train.eval_every", "200")
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        print(f"error: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}", file=sys.stderr)
-        return 2
-    records = []
-    for name in variants:
-        for seed in baseline_seeds if name in BASELINES else seeds:
-            records.append(run_one(args.config, name, seed, out, extra))
-            (out / "results.json").write_text(json.dumps(records, indent=1) + "\n")  # keep partial results
-    return report(records, out, train_max_len)
-
-
-def report(records: list[dict], out: Path, train_max_len: int) -> int:
-    """Write results.md and length_curve.png for these records, and print the table."""
-    md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
-    (out / "results.md").write_text(md + "\n")
-    plot(records, out / "length_curve.png", train_max_len)
-    print(md)
-    print(f"Wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'length_curve.png'}")
-    return 0
+    if not records:
+        print(f"error: no finished runs in {runs}/ to report", file=sys.stderr)
+        return 1
+    report(records, out)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

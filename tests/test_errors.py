@@ -35,11 +35,8 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
         ({"model.pos_encoding": "alibi"}, ["pos_encoding"]),
         ({"model.pos_encoding": "learned", "model.max_positions": "100"}, ["max_positions"]),
         ({"model.d_model": "30", "model.n_head": "4"}, ["divisible"]),
-        ({"model.number_waves": "square"}, ["model.number_waves", "random"]),
         ({"model.order_stretch": "0.5"}, ["model.order_stretch", ">= 1"]),
-        ({"model.value_waves": "9"}, ["model.value_waves", "[0, 8]"]),
-        ({"model.value_waves": "8", "model.number_encoding": "value"}, ["model.value_waves", "order+code"]),
-        ({"model.thermometer": "true", "model.number_encoding": "learned"}, ["model.thermometer", "order+code"]),
+        ({"data.direction": "down"}, ["data.direction", "'up'"]),
     ],
 )
 def test_impossible_config_values_name_the_key(overrides, words):
@@ -175,7 +172,7 @@ def test_diverging_loss_stops_with_a_clear_message(tmp_path):
 
 
 def test_output_dir_guard_is_shared_and_overwrite_clears_the_old_run(tmp_path):
-    from train import prepare_output_dir
+    from utils import prepare_output_dir
 
     cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path / "run")})
     out = prepare_output_dir(cfg)

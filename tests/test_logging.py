@@ -1,9 +1,16 @@
 """What the loggers receive, read back from disk: TensorBoard event files and the offline W&B run."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from conftest import SMALL_TASK
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tb_events(cfg) -> EventAccumulator:
@@ -28,12 +35,16 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
         "ood_val/gen_acc",
         "test/gen_acc",
         "test/gen_acc/len_020-029",
+        "ood_val/gen_acc/len_020-029",
         "test/stop_error_rate",
         "ood_val/best_gen_acc",
     ):
         assert tag in tags, tag
-    steps = [e.step for e in acc.Scalars("test/gen_acc")]
-    assert len(steps) == 3 and steps[1] - steps[0] == steps[2] - steps[1] == 200  # one per evaluation
+    steps = [e.step for e in acc.Scalars("ood_val/gen_acc")]
+    # one per evaluation (Lightning logs them one step early), and one at the last step: 500 is no multiple of 200
+    assert len(steps) == 3 and steps[1] - steps[0] == 200 and steps[2] - steps[1] == 100
+    test_steps = [e.step for e in acc.Scalars("test/gen_acc")]
+    assert set(test_steps) <= set(steps) and test_steps[-1] == steps[-1]  # scored when ood_val improves, and last
     assert all(0.0 <= e.value <= 1.0 for e in acc.Scalars("val/gen_acc"))
     assert "length_curve" in acc.Tags()["images"]
     text_tags = acc.Tags()["tensors"]
@@ -58,6 +69,32 @@ def test_offline_wandb_run_holds_config_and_summary(trained):
         b"git_commit",
         b"test/gen_acc",
         b"ood_val/best_gen_acc",
-        b"examples/test",
+        b"examples/ood_val",
+        b"length_curve",
     ):
         assert key in log, key
+
+
+@pytest.mark.slow
+def test_a_run_shorter_than_eval_every_still_ends_scored_and_logged(tmp_path):
+    """40 steps with eval_every 100: the last step is evaluated, so best.ckpt and every logged item exist."""
+    out = tmp_path / "run"
+    overrides = [f"{k}={v}" for k, v in SMALL_TASK.items()] + [f"data.data_dir={tmp_path / 'data'}"]
+    cmd = [sys.executable, "train_lightning.py", "--config", "counting_tiny", "--max_steps", "40", "--logger", "both"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.run([*cmd, "--output_dir", str(out), *overrides], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    last = proc.stdout.strip().splitlines()
+    assert last[-3].startswith("Best checkpoint (by ood_val): step 40, ood_val ")
+    assert last[-1].startswith("Done in ") and "% of it (" in last[-1] and "over 1 evaluations" in last[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best"]["step"] == 40 and summary["n_evals"] == 1 and 0 < summary["eval_s"] < summary["wall_s"]
+    acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    assert "test/gen_acc/len_020-029" in acc.Tags()["scalars"] and "length_curve" in acc.Tags()["images"]
+    assert any("examples" in t for t in acc.Tags()["tensors"])
+    (run,) = (out / "wandb").glob("offline-run-*")
+    log = next(run.glob("run-*.wandb")).read_bytes()
+    assert all(key in log for key in (b"test/gen_acc/len_020-029", b"examples/ood_val", b"length_curve"))

@@ -5,7 +5,7 @@ import torch
 
 from config import load_config
 from data_generation import EOS, PROMPT_LEN, encode_batch
-from evaluate import load_checkpoint
+from evaluate import CheckpointError, load_checkpoint
 from model import (
     NUMBER_ENCODINGS,
     POS_ENCODINGS,
@@ -13,15 +13,13 @@ from model import (
     CountingTransformer,
     ModelConfig,
     order_code_features,
-    thermometer_features,
-    value_features,
 )
 from train import save_checkpoint
 
 VARIANTS = (
     [(pe, "learned", False, 0, {}) for pe in POS_ENCODINGS]
     + [("none", enc, ssmax, 0, {}) for enc in NUMBER_ENCODINGS for ssmax in (False, True)]
-    + [("none", "value", True, 1, {}), ("rope", "learned", False, 1, {})]
+    + [("none", "order+code", True, 1, {}), ("rope", "learned", False, 1, {})]
     + [("none", "order+code", True, 1, {"value_bias": True}), ("none", "learned", False, 0, {"value_bias": True})]
     + [("none", "order+code", True, 1, {"value_bias": True, "value_bias_scaled": True})]
 )
@@ -107,29 +105,7 @@ def test_order_code_features_separate_order_from_identity():
     assert cosine.max() < 0.8  # every number has its own identity, far-apart ones included
     wave_similarity = waves @ waves.T - 2 * torch.eye(200)
     assert wave_similarity.max() < 0.5  # random frequencies: no gap at which two numbers' waves match
-    harmonic = order_code_features(199, "harmonic")[:, 33:]
-    assert torch.allclose(harmonic[:-24], harmonic[24:], atol=1e-4)  # harmonic waves repeat every 24
     assert torch.equal(feats, order_code_features(199))  # fixed: a checkpoint rebuilds the same features
-
-
-def test_value_waves_append_the_longest_sinusoids_of_the_value_encoding():
-    plain, fine = order_code_features(199), order_code_features(199, n_value_waves=3)
-    assert fine.shape == (200, plain.shape[1] + 6) and torch.equal(fine[:, : plain.shape[1]], plain)
-    value = value_features(199)  # [v/N, 8 sines, 8 cosines], longest wavelength first
-    assert torch.equal(fine[:, -6:], torch.cat([value[:, 1:4], value[:, 9:12]], dim=1))
-
-
-def test_thermometer_steps_once_per_number_and_never_repeats():
-    steps = thermometer_features(199)
-    assert steps.shape == (200, 199) and torch.allclose(steps.norm(dim=1), torch.ones(200))
-    assert torch.equal((steps > 0).sum(dim=1), torch.arange(200))  # v columns are +1: the value, in unary
-    flips = (steps[:, None, :] != steps[None, :, :]).sum(dim=-1)
-    gaps = (torch.arange(200)[:, None] - torch.arange(200)[None, :]).abs()
-    assert torch.equal(flips, gaps)  # as fine at gap 1 as at gap 150: no two numbers look alike
-    feats = order_code_features(199, thermometer=True)
-    assert torch.equal(feats, torch.cat([order_code_features(199), steps], dim=1))
-    cfg = load_config("counting_small", {"model.thermometer": "true"}).model
-    assert torch.equal(CountingTransformer(cfg).embed.features, feats)
 
 
 def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
@@ -171,14 +147,28 @@ def test_scaled_value_bias_grows_with_log_n_like_scalable_softmax_queries():
     assert torch.allclose(unscaled[4:], torch.softmax(torch.tensor([10.0, 15.0, 12.0, 11.0]) - 11, dim=0), atol=1e-5)
 
 
-def test_checkpoint_saved_before_number_waves_existed_loads_its_harmonic_waves(tmp_path):
-    cfg = load_config("counting_small", {"model.number_waves": "harmonic", "train.output_dir": str(tmp_path)})
+@pytest.mark.parametrize(
+    "saved,message",
+    [
+        ({"number_waves": "harmonic"}, "model.number_waves=harmonic"),
+        ({"thermometer": True}, "model.thermometer=True"),
+        ({"number_encoding": "value"}, "model.number_encoding=value"),
+        ({"number_waves": None}, "model.number_waves=harmonic"),  # saved before number_waves existed
+    ],
+)
+def test_checkpoint_of_a_retired_number_feature_names_the_commit_that_has_it(tmp_path, saved, message):
+    cfg = load_config("counting_small", {"train.output_dir": str(tmp_path)})
     ckpt = tmp_path / "old.ckpt"
     save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
-    saved = torch.load(ckpt, weights_only=True)
-    for key in ("number_waves", "value_waves", "thermometer"):  # as written before these keys existed
-        del saved["hyper_parameters"]["config"]["model"][key]
-    torch.save(saved, ckpt)
-    model, loaded = load_checkpoint(ckpt)
-    assert loaded.model.number_waves == "harmonic"
-    assert torch.equal(model.embed.features, order_code_features(loaded.model.max_number, "harmonic"))
+    state = torch.load(ckpt, weights_only=True)
+    model_section = state["hyper_parameters"]["config"]["model"]
+    model_section |= {"number_waves": "random", "value_waves": 0, "thermometer": False}  # as older code wrote them
+    torch.save(state, ckpt)
+    assert load_checkpoint(ckpt)[1].model == cfg.model  # retired keys at their "off" values load as today
+    model_section |= saved
+    if saved.get("number_waves", "") is None:  # as written before number_waves (and value_bias) existed
+        del model_section["number_waves"], model_section["value_bias"]
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match=message) as err:
+        load_checkpoint(ckpt)
+    assert "git checkout 33474da" in str(err.value)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from config import DataConfig
-from data_generation import EOS, PAD, PROMPT_LEN, SEP, SOS, encode_batch, make_splits, seq_length
-from rasp import aggregate, count_ops, count_program, indices, main, numerical_map, select, seq_map, tokens
+from data_generation import EOS, PAD, PROMPT_LEN, encode_batch, make_splits, seq_length
+from rasp import aggregate, count_ops, count_program, indices, main, select
 
 SPLITS = make_splits(DataConfig())  # the default task: numbers 0..199, train 6..60, test 70..150
 
@@ -30,13 +30,9 @@ def wrong_sequences(program, pairs: np.ndarray) -> np.ndarray:
     return wrong
 
 
-def ascending_only(seq) -> np.ndarray:
-    """A deliberately broken program: the paper's up-only count (no direction step), adapted to '>'."""
-    tok, idx = tokens(seq), indices(seq)
-    sos_at = aggregate(select(tok, tok, lambda k, q: k == SOS), idx, "max", default=-1)
-    start = aggregate(select(idx, numerical_map(lambda i: i + 1, sos_at), lambda k, q: k == q), tok, "max")
-    end = aggregate(select(idx, numerical_map(lambda i: i + 2, sos_at), lambda k, q: k == q), tok, "max")
-    return seq_map(lambda t, s, e: np.where(t == SEP, s, np.where(t == e, EOS, t + 1)), tok, start, end)
+def count_up(seq) -> np.ndarray:
+    """The paper's up-only program: it never compares start with end."""
+    return count_program(seq, direction="up")
 
 
 @pytest.mark.parametrize("split, lengths", [("train", (6, 60)), ("test", (70, 150))])
@@ -50,9 +46,16 @@ def test_program_predicts_every_answer_token_of_the_split(split, lengths):
 
 def test_checker_catches_a_program_with_the_wrong_direction():
     pairs = np.concatenate([SPLITS["train"], SPLITS["test"]])
-    wrong = wrong_sequences(ascending_only, pairs)
+    wrong = wrong_sequences(count_up, pairs)
     up = pairs[:, 0] <= pairs[:, 1]
     assert not wrong[up].any() and wrong[~up].all()
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_up_program_predicts_every_answer_token_of_the_up_only_splits(split):
+    pairs = make_splits(DataConfig(direction="up"))[split]
+    assert (pairs[:, 0] <= pairs[:, 1]).all()
+    assert not wrong_sequences(count_up, pairs).any()
 
 
 def test_program_outputs_pad_where_no_answer_token_follows():
@@ -124,7 +127,7 @@ def test_op_count_matches_the_docstring():
     ops = count_ops()
     assert dict(ops) == {"select": 4, "aggregate": 4, "numerical_map": 2, "seq_map": 4}
     assert f"{sum(ops.values())} primitive operations" in count_program.__doc__
-    assert sum(count_ops(ascending_only).values()) == 9
+    assert sum(count_ops(direction="up").values()) == 13  # no comparison of start with end
 
 
 def test_cli_shows_predictions(capsys):

@@ -127,3 +127,27 @@ def test_selection_score_ranks_by_exact_match_then_by_lower_answer_loss():
 
     assert score(1.0, 50.0) > score(1619 / 1620, 0.0)  # one more ood_val sequence right beats any loss below 60
     assert score(1.0, 0.01) > score(1.0, 0.02)  # a tie goes to the surer checkpoint
+
+
+def test_both_trainers_share_one_command_line():
+    from utils import build_parser
+
+    def helps(lightning: bool) -> dict:
+        return {a.option_strings[0]: a.help for a in build_parser("", lightning)._actions if a.option_strings}
+
+    plain, full = helps(False), helps(True)
+    for flag in ("--config", "--seed", "--output_dir", "--max_steps", "--resume_from", "--overwrite", "--debug"):
+        assert plain[flag] == full[flag], flag
+    assert set(plain) < set(full) and "--fast_dev_run" in set(full) - set(plain)
+
+
+@pytest.mark.slow
+def test_plain_loop_takes_max_steps_and_writes_a_checkpoint_evaluate_loads(tmp_path):
+    from conftest import SMALL_TASK
+
+    out = tmp_path / "run"
+    overrides = [f"{k}={v}" for k, v in SMALL_TASK.items()] + [f"data.data_dir={tmp_path / 'data'}"]
+    proc = run_cli("train.py", "--config", "counting_tiny", "--max_steps", "30", "--output_dir", str(out), *overrides)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1].startswith("Done in ")  # 30 < eval_every: scored at the end anyway
+    assert evaluate_main(["--checkpoint", str(out / "checkpoints" / "best.ckpt"), "--split", "val"]) == 0

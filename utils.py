@@ -1,0 +1,154 @@
+"""What both trainers share: one command line, the run's config from it, the output folder, the closing lines."""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from config import (
+    PRESETS,
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    changed_keys,
+    load_config,
+    parse_overrides,
+    save_config,
+)
+from evaluate import load_checkpoint
+
+# train.* keys a resumed run may change; any other value must agree with the checkpoint's.
+RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
+# Flags that set train.<flag>; the plain loop takes those that make sense without Lightning.
+TRAIN_FLAGS = {
+    "seed": (int, "training seed (init, batch order, dropout); the data split seed is data.seed"),
+    "output_dir": (str, "where config.yaml, checkpoints/ and logs go"),
+    "max_steps": (int, "total optimizer steps (the cosine schedule decays over them)"),
+    "precision": (str, "32-true or bf16-mixed (16-mixed too with Lightning)"),
+    "accelerator": (str, "cpu, gpu, auto ..."),
+    "devices": (str, "number of devices per node, or auto"),
+    "strategy": (str, "Lightning strategy, e.g. ddp (one process per device)"),
+    "num_nodes": (int, "number of machines (must match torchrun/SLURM)"),
+    "logger": (str, "experiment logger(s): tensorboard, wandb, both or none"),
+}
+LIGHTNING_ONLY = ("devices", "strategy", "num_nodes", "logger")
+
+
+def build_parser(description: str, lightning: bool) -> argparse.ArgumentParser:
+    """The command line of train_lightning.py (lightning=True) or train.py: the same flags and help texts."""
+    script = "train_lightning.py" if lightning else "train.py"
+    parser = argparse.ArgumentParser(
+        description=description,
+        epilog=f"Overrides: any config key as key=value, e.g. train.lr=3e-4 model.pos_encoding=rope n_layer=2. "
+        f"Resume: repeat the command and add --resume_from OUTPUT_DIR/checkpoints/last.ckpt ({script}).",
+    )
+    parser.add_argument("--config", help=f"preset ({', '.join(PRESETS)}) or YAML path (default: counting_small)")
+    for flag, (kind, text) in TRAIN_FLAGS.items():
+        if lightning or flag not in LIGHTNING_ONLY:
+            choices = ["tensorboard", "wandb", "both", "none"] if flag == "logger" else None
+            parser.add_argument(f"--{flag}", type=kind, choices=choices, help=text)
+    parser.add_argument("--resume_from", help="continue from this checkpoint (e.g. OUTPUT_DIR/checkpoints/last.ckpt)")
+    if lightning:
+        parser.add_argument(
+            "--fast_dev_run", action="store_true", help="one train and one val batch, no logger/checkpoints"
+        )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="allow a fresh run in an output_dir that has checkpoints"
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    parser.add_argument("overrides", nargs="*", help="config overrides as key=value")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The run's config: preset/YAML (or the checkpoint's on resume) + flags + key=value overrides.
+
+    On resume, a flag or override that repeats the checkpoint's value is fine; one that changes a
+    value outside RESUME_SAFE is refused, naming both values.
+    """
+    overrides = parse_overrides(args.overrides)
+    for flag in TRAIN_FLAGS:
+        if getattr(args, flag, None) is not None:
+            overrides[f"train.{flag}"] = str(getattr(args, flag))
+    if not args.resume_from:
+        return load_config(args.config or "counting_small", overrides)
+    _, cfg = load_checkpoint(args.resume_from)
+    if args.config:  # the command's own config (preset + flags + overrides) must describe the checkpoint's run
+        named = load_config(args.config, overrides).to_dict()
+        for section, values in cfg.to_dict().items():
+            for key, old in values.items():
+                new = named[section][key]
+                if new != old and key not in RESUME_SAFE | {"data_dir"}:
+                    raise ConfigError(
+                        f"{section}.{key} differs between --config {args.config} and the checkpoint "
+                        f"(command {new!r}, checkpoint {old!r}); repeat the original command's flags, "
+                        "or resume without --config"
+                    )
+    for key, (old, new) in changed_keys(cfg, overrides).items():
+        if key.split(".")[-1] not in RESUME_SAFE:
+            raise ConfigError(
+                f"{key} cannot change on resume: the checkpoint has {old!r}, the command asks for {new!r}; "
+                f"drop it (only {', '.join(sorted(RESUME_SAFE))} may change) or start a new run"
+            )
+    return apply_overrides(cfg, overrides)
+
+
+def prepare_output_dir(cfg: ExperimentConfig, overwrite: bool = False, resuming: bool = False) -> Path:
+    """Create OUTPUT_DIR and write config.yaml there; refuse to start a fresh run over old checkpoints.
+
+    overwrite clears the old run (checkpoints, TensorBoard events, W&B run id) so nothing mixes.
+    """
+    out = Path(cfg.train.output_dir)
+    ckpt_dir = out / "checkpoints"
+    if not resuming and any(ckpt_dir.glob("*.ckpt")):
+        if not overwrite:
+            raise ConfigError(
+                f"{ckpt_dir} already holds checkpoints; pass --resume_from {ckpt_dir}/last.ckpt, "
+                "a new --output_dir, or --overwrite"
+            )
+        for old in ckpt_dir.glob("*.ckpt"):
+            old.unlink()
+        shutil.rmtree(out / "tb", ignore_errors=True)
+        (out / "wandb_run_id.txt").unlink(missing_ok=True)
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
+    except OSError as err:
+        raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
+    return out
+
+
+def report_run(out: Path, best: dict | None, wall_s: float, eval_s: float, n_evals: int) -> None:
+    """Print the closing lines and keep the same figures in OUTPUT_DIR/summary.json."""
+    summary = {"best": best or None, "wall_s": round(wall_s, 1), "eval_s": round(eval_s, 1), "n_evals": n_evals}
+    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(closing_lines(best, wall_s, eval_s, n_evals), flush=True)
+
+
+def closing_lines(best: dict | None, wall_s: float, eval_s: float, n_evals: int) -> str:
+    """The last lines of a run: the best checkpoint's step and scores, then where the time went.
+
+    best holds step, path and the exact match of each scored split (val, ood_val, test).
+    """
+    lines = []
+    if best:
+        scores = ", ".join(f"{split} {best[split]:.1%}" for split in ("ood_val", "test", "val") if split in best)
+        lines += [
+            f"Best checkpoint (by ood_val): step {best['step']}, {scores}: {best['path']}",
+            f"Score it: python evaluate.py --checkpoint {best['path']}",
+        ]
+    else:
+        lines.append("No evaluation ran, so there is no best checkpoint")
+    share = eval_s / wall_s if wall_s > 0 else 0.0
+    lines.append(
+        f"Done in {format_seconds(wall_s)}; evaluation {share:.1%} of it ({eval_s:.1f} s over {n_evals} evaluations)"
+    )
+    return "\n".join(lines)
+
+
+def format_seconds(seconds: float) -> str:
+    """'2 min 21 s' (or '48.3 s' under a minute)."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s"
