@@ -166,3 +166,29 @@ def test_prefix_option_cuts_long_counts_and_never_touches_evaluation_pairs():
         assert ((z - a).abs() > 54).all()  # counts too long to train on whole
         assert not forbidden & set(zip(a.tolist(), z.tolist()))
     assert DataConfig().prefix_fraction == 0.0  # the strict task is the default
+
+
+def test_up_only_task_holds_no_descending_count_anywhere(tmp_path):
+    cfg = DataConfig(direction="up", sampling="online", prefix_fraction=0.3, data_dir=str(tmp_path))
+    splits = make_splits(cfg)
+    for name, pairs in splits.items():
+        assert (pairs[:, 0] <= pairs[:, 1]).all(), name
+    lengths = seq_length(splits["test"][:, 0], splits["test"][:, 1])
+    assert np.bincount(lengths)[70:151].min() == cfg.n_test_per_length  # every test length still full
+    stream = TrainStream.for_training(cfg, 64, 0, splits)
+    for i in range(60):  # whole counts and prefixes alike
+        tokens = stream.batch_tokens(i)
+        assert (tokens[:, 2] >= tokens[:, 1]).all()
+    write_splits(cfg)
+    assert "direction" in (tmp_path / "metadata.json").read_text()  # kept apart from both-direction folders
+    with pytest.raises(DataError, match="other parameters"):
+        load_splits(DataConfig(data_dir=str(tmp_path)))
+
+
+def test_default_direction_keeps_the_splits_and_stream_as_before():
+    both = make_splits(DataConfig())
+    assert (both["train"][:, 0] > both["train"][:, 1]).any()
+    stream = TrainStream(DataConfig(sampling="online"), 64, seed=3, exclude=both["val"])
+    up = TrainStream(DataConfig(sampling="online", direction="up"), 64, seed=3, exclude=both["val"])
+    a, b = stream.batch_pairs(7), up.batch_pairs(7)
+    assert np.array_equal(np.abs(a[:, 1] - a[:, 0]), np.abs(b[:, 1] - b[:, 0]))  # the same draws, only flipped up

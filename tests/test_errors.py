@@ -115,6 +115,23 @@ def test_bad_prompt_files_name_the_line(tmp_path, untrained_ckpt, content, words
     assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--prompts", str(prompts)), *words)
 
 
+def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(tmp_path):
+    import torch
+
+    from model import CountingTransformer
+    from train import save_checkpoint
+
+    cfg = load_config("paper_count", {"data.data_dir": str(tmp_path / "data")})
+    ckpt = tmp_path / "up.ckpt"
+    save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("SoS 3 9 >\nSoS 12 8 >\n")
+    proc = run("evaluate.py", "--checkpoint", str(ckpt), "--prompts", str(prompts))
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
+    assert proc.stderr.strip() == "warning: 1 prompt(s) count down; this model only ever saw up counts"
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["config"]["data"]["direction"] == "up"
+
+
 @pytest.mark.parametrize(
     "override,words",
     [

@@ -1,0 +1,49 @@
+"""The study runner trains rows side by side for real, skips finished runs, and writes its tables and figure."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import sweep  # noqa: E402
+
+from config import load_config  # noqa: E402
+
+
+def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_up_row():
+    assert all(n.startswith(("standard_", "recipe")) for n in sweep.ROWS)
+    for name, row in sweep.ROWS.items():
+        cfg = load_config(sweep.BASE, row.overrides)  # every row is a valid config
+        if name.startswith("recipe_minus_"):
+            assert row.overrides and cfg.data.direction == "both"
+        if name.startswith("standard_"):
+            assert not (cfg.model.value_bias or cfg.model.scalable_softmax or cfg.model.local_heads)
+    paper = load_config("paper_count").to_dict()
+    row = f"standard_{ {'none': 'nope'}.get(paper['model']['pos_encoding'], 'learned') }_up"
+    same = load_config(sweep.BASE, {**sweep.ROWS[row].overrides, "train.output_dir": "outputs/paper_count"})
+    assert same.to_dict() == paper
+
+
+@pytest.mark.slow
+def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    cmd = [sys.executable, "experiments/sweep.py", "--rows", "recipe,standard_nope_up", "--seeds", "0", "--jobs", "2"]
+    cmd += ["--runs", str(runs), "--out", str(out), "train.max_steps=20", "train.eval_every=10"]
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "2 runs to go (2 at a time, 1 thread(s) each)" in first.stdout
+    records = json.loads((out / "results.json").read_text())
+    assert [r["row"] for r in records] == ["standard_nope_up", "recipe"]  # the study's row order
+    for r in records:
+        assert set(r["by_length"]) >= {"6", "60", "70", "150", "151", "200"} and r["best_step"] == 20
+    assert "| `recipe` | counting_small: the recipe | 1 |" in (out / "results.md").read_text()
+    assert (out / "results.png").stat().st_size > 10_000
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 runs to go" in again.stdout  # finished runs are not trained again
+    changed = sweep.row_config("recipe", 0, runs, {"train.max_steps": "21", "train.eval_every": "10"})
+    assert sweep.finished_record(changed) is None  # a run made with another config does not count as done
