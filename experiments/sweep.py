@@ -166,7 +166,9 @@ def _git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def run_all(names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: int, study: bool) -> tuple[list, int]:
+def run_all(
+    names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: int, study: bool, threads: int | None = None
+) -> tuple[list, int]:
     """Every (row, seed) not yet finished, `jobs` at a time, each in its own process with its share of threads.
 
     With study=True a row runs seeds 0-2 first and seeds 3-4 only if one of them reaches HOPELESS on test.
@@ -175,7 +177,7 @@ def run_all(names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: i
     datas = {cfg.data.data_dir: cfg.data for cfg in (row_config(n, 0, runs, extra) for n in names)}
     for data in datas.values():
         ensure_splits(data)  # written once here, before several processes could race to write it
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     phases = [[(n, s) for n in names for s in seeds if s < 3], [(n, s) for n in names for s in seeds if s >= 3]]
     if not study:
         phases = [[(n, s) for n in names for s in seeds]]
@@ -325,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", help=f"comma list of rows instead: {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings side by side; threads are split between them")
+    parser.add_argument("--threads", type=int, help="threads per training (default: the cores split between jobs)")
     parser.add_argument("--quick", action="store_true", help=f"rows {', '.join(QUICK_ROWS)}, seed 0, 300 steps")
     parser.add_argument("--runs", help="folder of run folders (default outputs/study, outputs/study_quick)")
     parser.add_argument("--out", help="folder for results.json/.md/.png (default experiments/results)")
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             configs = [row_config(n, s, runs, extra) for n in names for s in seeds]
             records = [r for r in map(finished_record, configs) if r]
         else:
-            records, failed = run_all(names, seeds, runs, extra, args.jobs, study=args.study or args.quick)
+            records, failed = run_all(names, seeds, runs, extra, args.jobs, args.study or args.quick, args.threads)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
