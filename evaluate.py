@@ -176,13 +176,20 @@ def _first_divergence(output: list[int], target: list[int]) -> tuple[int, int, i
     return -1, -1, -1
 
 
+def _length_buckets(lengths, width: int) -> dict[int, list[int]]:
+    """Lengths grouped by n // width, in increasing order."""
+    groups: dict[int, list[int]] = {}
+    for n in sorted(lengths):
+        groups.setdefault(n // width, []).append(n)
+    return groups
+
+
 def bucket_table(by_length: dict[int, float], width: int = 10) -> dict[str, float]:
     """Mean accuracy per bucket of `width` lengths, keyed like 'len_070-079'."""
-    buckets: dict[str, list[float]] = {}
-    for n, acc in sorted(by_length.items()):
-        lo = n // width * width
-        buckets.setdefault(f"len_{lo:03d}-{lo + width - 1:03d}", []).append(acc)
-    return {k: float(np.mean(v)) for k, v in buckets.items()}
+    return {
+        f"len_{k * width:03d}-{k * width + width - 1:03d}": float(np.mean([by_length[n] for n in ns]))
+        for k, ns in _length_buckets(by_length, width).items()
+    }
 
 
 def format_example(tokenizer: CountingTokenizer, pair, output: list[int], ok: bool, max_words: int = 14) -> str:
@@ -261,19 +268,17 @@ def length_curve_figure(
     ax.axvspan(0, train_max_len + 0.5, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
     ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
     ax.set_title(title or "Counting: generation accuracy by length")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(loc="lower left", **({} if bucket > 1 else {"fontsize": 8}))
     fig.tight_layout()
     return fig
 
 
 def _bucketed(by_length: dict[int, float], width: int) -> dict[float, float]:
-    """Mean accuracy per bucket of `width` lengths, keyed by the mean length it covers."""
+    """Mean accuracy per bucket of `width` lengths, keyed by the mean length it covers (for plotting)."""
     if width <= 1:
         return by_length
-    groups: dict[int, list[int]] = {}
-    for n in by_length:
-        groups.setdefault(n // width, []).append(n)
-    return {float(np.mean(ns)): float(np.mean([by_length[n] for n in ns])) for ns in groups.values()}
+    buckets = _length_buckets(by_length, width).values()
+    return {float(np.mean(ns)): float(np.mean([by_length[n] for n in ns])) for ns in buckets}
 
 
 # Number features that lost to the recipe; their code is at this commit. Each key: the value meaning "off".

@@ -1,8 +1,9 @@
 # ruff: noqa: E402
 """Performance figures of the counting experiment, all measured in one invocation on this machine.
 
-    python benchmarks/run.py                                 # 200 timed steps each, whole test split decoded
-    python benchmarks/run.py --quick --json bench.json       # about 3 minutes on 2 quiet CPU cores
+    python benchmarks/run.py                                 # 200 timed steps each, the whole test split decoded,
+                                                             # the preset's whole run for the evaluation share
+    python benchmarks/run.py --quick --json bench.json       # a few minutes on 2 quiet CPU cores
     python benchmarks/run.py --smoke --config counting_tiny  # seconds: checks that every part runs
     python benchmarks/run.py --quick model.n_layer=2         # key=value overrides go to load_config
 
