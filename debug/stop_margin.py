@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model, cfg = load_checkpoint(args.checkpoint)
-        pairs = pairs_for_range(args.min_len, args.max_len, cfg.data.max_number, args.per_length, args.seed)
+        pairs = pairs_for_range(
+            args.min_len, args.max_len, cfg.data.max_number, args.per_length, args.seed, cfg.data.direction
+        )
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
