@@ -7,6 +7,11 @@ import yaml
 
 from model import NUMBER_ENCODINGS, POS_ENCODINGS, ModelConfig
 
+# The vocabulary layout the tokenizer (data_generation.py) and the model share: specials, then numbers.
+SPECIALS = ("PAD", "SoS", ">", "EoS")
+PAD, SOS, SEP, EOS = range(4)
+NUMBER_OFFSET = len(SPECIALS)  # token id of the number 0
+
 
 class ConfigError(ValueError):
     """A config value or file is wrong; the message names the key and the fix."""
@@ -120,8 +125,6 @@ class ExperimentConfig:
                 f"model.max_positions={m.max_positions} is shorter than data.test_max_len={self.data.test_max_len}; "
                 "raise model.max_positions"
             )
-        from data_generation import EOS, NUMBER_OFFSET, PAD  # the tokenizer owns the ids
-
         m.pad_id, m.eos_id, m.number_offset = PAD, EOS, NUMBER_OFFSET
         m.max_number = self.data.max_number
         m.vocab_size = NUMBER_OFFSET + self.data.max_number + 1
@@ -158,7 +161,7 @@ def _cpu_preset() -> ExperimentConfig:
     so it keeps its weight on long sequences. Numbers are embedded from fixed features that keep
     order (one linear channel) apart from identity (a random code and waves at random frequencies);
     while training, each sequence's order channel is stretched by up to 3x. Training pairs are drawn
-    fresh every step. Width 96, 4500 steps (README Results).
+    fresh every step. Width 96.
     """
     return ExperimentConfig(
         data=DataConfig(sampling="online"),
@@ -186,7 +189,7 @@ def _paper_preset() -> ExperimentConfig:
     counting_small's size, optimizer and online sampling, but every head uses one positional
     encoding, numbers are free embeddings, and none of the recipe's parts (local heads,
     Scalable-Softmax, order+code numbers, value bias) is on. Its encoding is the study's best of
-    NoPE and learned positions with random offsets (README Results).
+    NoPE and learned positions with random offsets (docs/results.md).
     """
     cfg = _cpu_preset()
     cfg.data = replace(cfg.data, direction="up", data_dir="data/up")
@@ -200,7 +203,7 @@ def _paper_preset() -> ExperimentConfig:
         value_bias=False,
         value_bias_scaled=False,
     )
-    cfg.train.max_steps = 3000  # at the recipe's 1000 it has not fitted the training lengths (README Results)
+    cfg.train.max_steps = 3000  # at the recipe's 1000 it has not fitted the training lengths (docs/results.md)
     cfg.train.output_dir = "outputs/paper_count"
     return cfg
 
@@ -213,6 +216,19 @@ def _tiny_preset() -> ExperimentConfig:
         train=TrainConfig(batch_size=32, max_steps=200, eval_every=100, warmup_steps=20, output_dir="outputs/tiny"),
     )
 
+
+# The counting task scaled down (numbers 0..39, training lengths 6..20, long lengths 22..30), for the
+# tests and the debug scripts' minute-long checks on counting_tiny.
+SMALL_TASK = {
+    "data.max_number": 39,
+    "data.train_max_len": 20,
+    "data.test_min_len": 22,
+    "data.test_max_len": 30,
+    "data.n_train": 500,  # with n_val, at most 38 per length: length 6 has only 40 distinct sequences
+    "data.n_val": 50,
+    "data.n_test_per_length": 3,
+    "data.n_ood_val_per_length": 2,
+}
 
 PRESETS = {
     "counting_config": _gpu_seed_sizes,

@@ -16,11 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from config import ConfigError, DataConfig, load_config
+from config import EOS, NUMBER_OFFSET, PAD, SEP, SOS, SPECIALS, ConfigError, DataConfig, load_config
 
-SPECIALS = ("PAD", "SoS", ">", "EoS")
-PAD, SOS, SEP, EOS = range(4)
-NUMBER_OFFSET = len(SPECIALS)  # token id of the number 0
 PROMPT_LEN = 4  # SoS a b >
 SPLITS = ("train", "val", "ood_val", "test")
 FORMAT_VERSION = 1

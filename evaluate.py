@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_overrides",
         nargs="*",
         metavar="data.KEY=VALUE",
-        help="change the checkpoint's data config, e.g. data.n_ood_val_per_length=20 to score it on today's ood_val",
+        help="change the checkpoint's data config, e.g. data.n_ood_val_per_length=20 to score an older checkpoint on the 20-per-length ood_val",
     )
     args = parser.parse_args(argv)
     try:

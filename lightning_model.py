@@ -2,7 +2,6 @@
 
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,8 @@ from evaluate import (
     length_curve_figure,
     selection_score,
 )
-from model import CountingTransformer, configure_optimizer, step_seed
+from model import CountingTransformer
+from utils import configure_optimizer, git_commit, step_seed
 
 EVAL_SPLITS = ("val", "ood_val", "test")
 MONITOR = "ood_val/selection_score"  # checkpoints are ranked on ood_val only (selection_score); test is reported
@@ -97,7 +97,7 @@ class CountingModule(pl.LightningModule):
             "num_params": self.model.num_params(),
             "device": str(self.device),
             "precision": str(self.trainer.precision),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
         }
         for logger in self.trainer.loggers:
             logger.log_hyperparams(extra)
@@ -160,13 +160,13 @@ class GenerationEval(pl.Callback):
             pairs = module.splits[split][: self.limit]
             results[split] = result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
             summary = result.summary()
-            module.log(f"{split}/gen_acc", summary["exact_match"])
-            module.log(f"{split}/gen_acc_min_len", summary["min_over_lengths"])
+            module.log(f"{split}/exact_match", summary["exact_match"])
+            module.log(f"{split}/min_over_lengths", summary["min_over_lengths"])
             for key in ("numbers_right", "stop_error_rate", "direction_rate", "no_stop_rate", "early_stop_rate"):
                 module.log(f"{split}/{key}", summary[key])
             if split != "val":
                 for bucket, acc in bucket_table(result.by_length()).items():
-                    module.log(f"{split}/gen_acc/{bucket}", acc)
+                    module.log(f"{split}/exact_match/{bucket}", acc)
             lines.append(
                 f"  {split:7s} exact {summary['exact_match']:6.1%}  worst length {summary['min_over_lengths']:6.1%}"
                 f"  direction errors {summary['direction_rate']:5.1%}  stop errors {summary['stop_error_rate']:5.1%}"
@@ -175,7 +175,7 @@ class GenerationEval(pl.Callback):
                 rows = example_rows(module.model, result, self.n_examples)
                 lines += ["    " + format_example(tokenizer, r["pair"], r["output"], r["correct"]) for r in rows]
                 self.best = max(self.best, summary["exact_match"])
-                module.log("ood_val/best_gen_acc", self.best)
+                module.log("ood_val/best_exact_match", self.best)
                 module.log("ood_val/answer_loss", summary["answer_loss"])
                 module.log(MONITOR, torch.tensor(selection_score(summary), dtype=torch.float64))
             if split != "test":
@@ -218,7 +218,7 @@ class GenerationEval(pl.Callback):
             elif isinstance(logger, WandbLogger):
                 logger.log_table("examples/ood_val", columns=columns, data=table, step=step)
                 logger.log_image("length_curve", [figure], step=step)
-                logger.experiment.summary["ood_val/best_gen_acc"] = self.best
+                logger.experiment.summary["ood_val/best_exact_match"] = self.best
         import matplotlib.pyplot as plt
 
         plt.close(figure)
@@ -306,21 +306,6 @@ class PrintProgress(pl.Callback):
                 flush=True,
             )
         self.tokens, self.steps, self.started = 0, 0, time.perf_counter()
-
-
-def _git_commit() -> str:
-    """The commit the code runs from, or 'unknown' outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def progress_to_stdout() -> bool:

@@ -126,7 +126,7 @@ class CausalSelfAttention(nn.Module):
             self.value_slope = nn.Parameter(torch.tensor([(-1.0) ** h for h in range(cfg.n_head - cfg.local_heads)]))
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor | None, cache: dict | None = None
+        self, x: torch.Tensor, pos: torch.Tensor, numbers: torch.Tensor | None, cache: dict | None = None
     ) -> torch.Tensor:
         B, T, C = x.shape
         nh, nl = self.cfg.n_head, self.cfg.local_heads
@@ -144,11 +144,11 @@ class CausalSelfAttention(nn.Module):
                 k = torch.cat([cache["k"], k], dim=2)
                 v = torch.cat([cache["v"], v], dim=2)
             cache["k"], cache["v"] = k, v
-        key_values = values
+        key_numbers = numbers
         if cache is not None and self.cfg.value_bias:
-            if "values" in cache:
-                key_values = torch.cat([cache["values"], values], dim=1)
-            cache["values"] = key_values
+            if "numbers" in cache:
+                key_numbers = torch.cat([cache["numbers"], numbers], dim=1)
+            cache["numbers"] = key_numbers
         n_past = k.shape[2] - T
         logit_scale = 1.0
         if self.cfg.scalable_softmax:  # the query at position t sees n = t+1 keys (at most a window if local)
@@ -158,7 +158,7 @@ class CausalSelfAttention(nn.Module):
             q = q * logit_scale
         mask = self._mask(T, n_past, x.device)
         if self.cfg.value_bias:  # a float mask: the value bias where attention is allowed, -inf elsewhere
-            gap = (key_values[:, None, :] - values[:, :, None]).nan_to_num(0.0)  # (B, T, S), 0 unless both numbers
+            gap = (key_numbers[:, None, :] - numbers[:, :, None]).nan_to_num(0.0)  # (B, T, S), 0 unless both numbers
             slope = torch.cat([self.value_slope.new_zeros(nl), self.value_slope]).view(1, nh, 1, 1)  # local: none
             if self.cfg.value_bias_scaled:  # keep its balance with the content scores at every length
                 slope = slope * logit_scale
@@ -207,19 +207,15 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, values: torch.Tensor | None, cache: dict | None = None
+        self, x: torch.Tensor, pos: torch.Tensor, numbers: torch.Tensor | None, cache: dict | None = None
     ) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), pos, values, cache)
+        x = x + self.attn(self.ln1(x), pos, numbers, cache)
         return x + self.mlp(self.ln2(x))
 
 
 class CountingTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.pos_encoding not in POS_ENCODINGS:
-            raise ValueError(f"pos_encoding must be one of {POS_ENCODINGS}, got {cfg.pos_encoding!r}")
-        if cfg.number_encoding not in NUMBER_ENCODINGS:
-            raise ValueError(f"number_encoding must be one of {NUMBER_ENCODINGS}, got {cfg.number_encoding!r}")
         self.cfg = cfg
         self.embed = NumberEmbedding(cfg)
         if cfg.pos_encoding == "learned":
@@ -262,12 +258,12 @@ class CountingTransformer(nn.Module):
         elif self.cfg.pos_encoding == "sinusoidal":
             x = x + self.pos_table_fixed[pos]
         x = self.drop(x)
-        values = None  # (B, T) each token's number, NaN for specials: only the value bias reads them
+        numbers = None  # (B, T) each token's number, NaN for specials: only the value bias reads them
         if self.cfg.value_bias:
-            values = (idx - self.cfg.number_offset).float()
-            values = values.masked_fill((values < 0) | (values > self.cfg.max_number), float("nan"))
+            numbers = (idx - self.cfg.number_offset).float()
+            numbers = numbers.masked_fill((numbers < 0) | (numbers > self.cfg.max_number), float("nan"))
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, values, None if caches is None else caches[i])
+            x = block(x, pos, numbers, None if caches is None else caches[i])
         return self.head(self.ln_f(x))
 
     @torch.no_grad()
@@ -302,26 +298,3 @@ class CountingTransformer(nn.Module):
         if not out:
             return prompts.new_zeros(B, 0)
         return torch.stack(out, dim=1)
-
-
-def step_seed(seed: int, step: int) -> int:
-    """The torch seed for training step `step`, so randomness depends on (seed, step) alone."""
-    return (seed * 1_000_003 + step) % 2**63
-
-
-def configure_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, warmup_steps: int, max_steps: int, min_lr_ratio: float
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW (decay on matrices only) with linear warmup then cosine decay to lr*min_lr_ratio."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)

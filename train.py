@@ -17,8 +17,8 @@ import torch
 from config import ConfigError, ExperimentConfig
 from data_generation import PAD, DataError, TrainStream, answer_loss, ensure_splits
 from evaluate import CheckpointError, evaluate_pairs, selection_score
-from model import CountingTransformer, configure_optimizer, step_seed
-from utils import build_parser, prepare_output_dir, report_run, resolve_config
+from model import CountingTransformer
+from utils import build_parser, configure_optimizer, prepare_output_dir, report_run, resolve_config, step_seed
 
 
 def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path, **extra) -> None:

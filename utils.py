@@ -1,9 +1,15 @@
-"""What both trainers share: one command line, the run's config from it, the output folder, the closing lines."""
+"""What both trainers share: the command line, the run's config from it, the output folder, per-step seeding,
+the optimizer and schedule, the git commit and the closing lines."""
 
 import argparse
 import json
+import math
 import shutil
+import subprocess
 from pathlib import Path
+
+import torch
+from torch import nn
 
 from config import (
     PRESETS,
@@ -152,3 +158,41 @@ def format_seconds(seconds: float) -> str:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)
     return f"{minutes} min {rest} s"
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The torch seed for training step `step`, so randomness depends on (seed, step) alone."""
+    return (seed * 1_000_003 + step) % 2**63
+
+
+def configure_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, warmup_steps: int, max_steps: int, min_lr_ratio: float
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (decay on matrices only) with linear warmup then cosine decay to lr*min_lr_ratio."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+
+
+def git_commit() -> str:
+    """The commit the code runs from, or 'unknown' outside a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

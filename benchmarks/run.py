@@ -37,7 +37,8 @@ import train as plain_train
 import train_lightning
 from config import ConfigError, ExperimentConfig, load_config, parse_overrides
 from evaluate import evaluate_pairs, generate_answers
-from model import CountingTransformer, configure_optimizer
+from model import CountingTransformer
+from utils import configure_optimizer
 
 Make = Callable[[dict], ExperimentConfig]  # extra overrides -> the run's config
 Row = tuple[str, str, str]  # (figure, value, raw numbers) of the final table

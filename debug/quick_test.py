@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import ExperimentConfig, load_config  # noqa: E402
+from config import SMALL_TASK, ExperimentConfig, load_config  # noqa: E402
 from data_generation import (  # noqa: E402
     EOS,
     PAD,
@@ -32,18 +32,6 @@ from data_generation import (  # noqa: E402
     split_text,
 )
 from model import POS_ENCODINGS, CountingTransformer  # noqa: E402
-
-# The counting task scaled down: numbers 0..39, train lengths 6..20, long lengths 22..30.
-SMALL_TASK = {
-    "data.max_number": 39,
-    "data.train_max_len": 20,
-    "data.test_min_len": 22,
-    "data.test_max_len": 30,
-    "data.n_train": 500,  # with n_val, at most 38 per length: length 6 has only 40 distinct sequences
-    "data.n_val": 50,
-    "data.n_test_per_length": 3,
-    "data.n_ood_val_per_length": 2,
-}
 
 
 def check_data(cfg: ExperimentConfig) -> str:

@@ -18,9 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import load_config  # noqa: E402
+from config import SMALL_TASK, load_config  # noqa: E402
 from data_generation import answer_loss, encode_batch, make_splits  # noqa: E402
-from debug.quick_test import SMALL_TASK  # noqa: E402
 from evaluate import evaluate_pairs, load_checkpoint  # noqa: E402
 from model import CountingTransformer  # noqa: E402
 from train import train  # noqa: E402

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from config import ConfigError, ExperimentConfig, load_config, parse_overrides  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
+from utils import git_commit  # noqa: E402
 
 BASE = "counting_small"  # the recipe; every row is a set of overrides on it
 # The standard decoder-only transformer: the recipe's size, every head one positional encoding (set
@@ -147,7 +148,7 @@ def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
         "wall_s": summary["wall_s"],
         "eval_share": summary["eval_s"] / summary["wall_s"],
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "test": s,
         "ood_val": evaluate_pairs(model, splits["ood_val"]).summary()["exact_match"],  # what chose the checkpoint
         "in_distribution": val.summary()["exact_match"],
@@ -161,11 +162,6 @@ def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
     )
     (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def _git_commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
 
 
 def run_all(

@@ -4,20 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from config import load_config
+from config import SMALL_TASK, load_config
 from train_lightning import train
-
-# Numbers 0..39, training lengths 6..20, "long" lengths 22..30: the same task, scaled down.
-SMALL_TASK = {
-    "data.max_number": 39,
-    "data.train_max_len": 20,
-    "data.test_min_len": 22,
-    "data.test_max_len": 30,
-    "data.n_train": 500,  # length 6 has only 40 distinct sequences: 34 + 4 per length fit
-    "data.n_val": 50,
-    "data.n_test_per_length": 3,
-    "data.n_ood_val_per_length": 2,
-}
 
 
 def small_config(tmp_path, **overrides):

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_TASK
 
+from config import SMALL_TASK
 from data_generation import load_splits
 from evaluate import evaluate_pairs, load_checkpoint
 

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_TASK
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from config import SMALL_TASK
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,21 +32,21 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
         "train/tokens_per_s",
         "val/loss",
         "val/token_acc",
-        "val/gen_acc",
-        "ood_val/gen_acc",
-        "test/gen_acc",
-        "test/gen_acc/len_020-029",
-        "ood_val/gen_acc/len_020-029",
+        "val/exact_match",
+        "ood_val/exact_match",
+        "test/exact_match",
+        "test/exact_match/len_020-029",
+        "ood_val/exact_match/len_020-029",
         "test/stop_error_rate",
-        "ood_val/best_gen_acc",
+        "ood_val/best_exact_match",
     ):
         assert tag in tags, tag
-    steps = [e.step for e in acc.Scalars("ood_val/gen_acc")]
+    steps = [e.step for e in acc.Scalars("ood_val/exact_match")]
     # one per evaluation (Lightning logs them one step early), and one at the last step: 500 is no multiple of 200
     assert len(steps) == 3 and steps[1] - steps[0] == 200 and steps[2] - steps[1] == 100
-    test_steps = [e.step for e in acc.Scalars("test/gen_acc")]
+    test_steps = [e.step for e in acc.Scalars("test/exact_match")]
     assert set(test_steps) <= set(steps) and test_steps[-1] == steps[-1]  # scored when ood_val improves, and last
-    assert all(0.0 <= e.value <= 1.0 for e in acc.Scalars("val/gen_acc"))
+    assert all(0.0 <= e.value <= 1.0 for e in acc.Scalars("val/exact_match"))
     assert "length_curve" in acc.Tags()["images"]
     text_tags = acc.Tags()["tensors"]
     assert any("examples" in t for t in text_tags)
@@ -67,8 +68,8 @@ def test_offline_wandb_run_holds_config_and_summary(trained):
         b"pos_encoding",
         b"num_params",
         b"git_commit",
-        b"test/gen_acc",
-        b"ood_val/best_gen_acc",
+        b"test/exact_match",
+        b"ood_val/best_exact_match",
         b"examples/ood_val",
         b"length_curve",
     ):
@@ -93,8 +94,8 @@ def test_a_run_shorter_than_eval_every_still_ends_scored_and_logged(tmp_path):
     assert summary["best"]["step"] == 40 and summary["n_evals"] == 1 and 0 < summary["eval_s"] < summary["wall_s"]
     acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "images": 0})
     acc.Reload()
-    assert "test/gen_acc/len_020-029" in acc.Tags()["scalars"] and "length_curve" in acc.Tags()["images"]
+    assert "test/exact_match/len_020-029" in acc.Tags()["scalars"] and "length_curve" in acc.Tags()["images"]
     assert any("examples" in t for t in acc.Tags()["tensors"])
     (run,) = (out / "wandb").glob("offline-run-*")
     log = next(run.glob("run-*.wandb")).read_bytes()
-    assert all(key in log for key in (b"test/gen_acc/len_020-029", b"examples/ood_val", b"length_curve"))
+    assert all(key in log for key in (b"test/exact_match/len_020-029", b"examples/ood_val", b"length_curve"))

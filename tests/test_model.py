@@ -164,7 +164,7 @@ def test_checkpoint_of_a_retired_number_feature_names_the_commit_that_has_it(tmp
     model_section = state["hyper_parameters"]["config"]["model"]
     model_section |= {"number_waves": "random", "value_waves": 0, "thermometer": False}  # as older code wrote them
     torch.save(state, ckpt)
-    assert load_checkpoint(ckpt)[1].model == cfg.model  # retired keys at their "off" values load as today
+    assert load_checkpoint(ckpt)[1].model == cfg.model  # retired keys at their "off" values load as the current config
     model_section |= saved
     if saved.get("number_waves", "") is None:  # as written before number_waves (and value_bias) existed
         del model_section["number_waves"], model_section["value_bias"]

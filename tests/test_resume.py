@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMALL_TASK
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from config import load_config
+from config import SMALL_TASK, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +74,7 @@ def test_kill_and_the_same_command_plus_resume_reproduces_the_uninterrupted_run(
 def eval_steps(out: Path) -> list[int]:
     acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
-    return [e.step for e in acc.Scalars("ood_val/gen_acc")]
+    return [e.step for e in acc.Scalars("ood_val/exact_match")]
 
 
 @pytest.mark.slow

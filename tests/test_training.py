@@ -143,7 +143,7 @@ def test_both_trainers_share_one_command_line():
 
 @pytest.mark.slow
 def test_plain_loop_takes_max_steps_and_writes_a_checkpoint_evaluate_loads(tmp_path):
-    from conftest import SMALL_TASK
+    from config import SMALL_TASK
 
     out = tmp_path / "run"
     overrides = [f"{k}={v}" for k, v in SMALL_TASK.items()] + [f"data.data_dir={tmp_path / 'data'}"]
