@@ -208,6 +208,14 @@ def _paper_preset() -> ExperimentConfig:
     return cfg
 
 
+def _wide_preset() -> ExperimentConfig:
+    """The recipe with numbers 0..5999, so counts reach 6,000 tokens; training stays on lengths <= 60."""
+    cfg = _cpu_preset()
+    cfg.data = replace(cfg.data, max_number=5999, data_dir="data/wide")
+    cfg.train.output_dir = "outputs/counting_wide"
+    return cfg
+
+
 def _tiny_preset() -> ExperimentConfig:
     """A seconds-long smoke-test size for tests and --fast_dev_run checks."""
     return ExperimentConfig(
@@ -234,6 +242,7 @@ PRESETS = {
     "counting_config": _gpu_seed_sizes,
     "counting_small": _cpu_preset,
     "paper_count": _paper_preset,
+    "counting_wide": _wide_preset,
     "counting_tiny": _tiny_preset,
 }
 

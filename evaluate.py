@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from config import ConfigError, ExperimentConfig, apply_overrides, from_dict, parse_overrides
 from data_generation import (
@@ -122,10 +123,43 @@ def generate_answers(
     return outputs
 
 
+# Largest attention tensor (elements) one scoring forward may build: 2**25 floats are 128 MB.
+EVAL_BUDGET = 2**25
+
+
+def _teacher_forced(model: CountingTransformer, tokens: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Argmax predictions (B, T-1) for tokens[:, 1:] given the true prefix, and their summed answer loss.
+
+    A short batch is one forward pass. A long one goes through the KV cache a block of positions
+    at a time, so the (B, heads, block, T) attention mask stays within EVAL_BUDGET elements
+    whatever the length: the same predictions in bounded memory.
+    """
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    B, T = inputs.shape
+    n = int((targets[:, PROMPT_LEN - 1 :] != PAD).sum())
+    block = max(1, EVAL_BUDGET // (B * model.cfg.n_head * T))
+    if block >= T:
+        logits = model(inputs)
+        return logits.argmax(-1), answer_loss(logits, tokens)[0].item() * n
+    answer = targets != PAD
+    answer[:, : PROMPT_LEN - 1] = False  # the prompt's tokens are given, not predicted
+    caches = [{} for _ in model.blocks]
+    preds, loss = [], 0.0
+    for start in range(0, T, block):
+        logits = model(inputs[:, start : start + block], caches, start=start)  # (B, block, V)
+        mask = answer[:, start : start + block]
+        preds.append(logits.argmax(-1))
+        if mask.any():
+            loss += F.cross_entropy(
+                logits[mask].float(), targets[:, start : start + block][mask], reduction="sum"
+            ).item()
+    return torch.cat(preds, dim=1), loss
+
+
 @torch.no_grad()
 def _first_errors_teacher_forced(model: CountingTransformer, pairs: np.ndarray, batch_size: int):
     """(first error index, wanted id, predicted id) per pair, and the mean answer loss, from one
-    forward pass over the true sequence.
+    teacher-forced pass over the true sequence.
 
     Greedy decoding reproduces the target exactly iff the argmax is right at every answer position
     given the true prefix, and the first greedy mistake is the first teacher-forced one.
@@ -137,11 +171,10 @@ def _first_errors_teacher_forced(model: CountingTransformer, pairs: np.ndarray, 
     loss_sum, n_answer_tokens = 0.0, 0
     for idx in _by_length_batches(pairs, batch_size):
         tokens = encode_batch(pairs[idx, 0], pairs[idx, 1]).to(device)
-        logits = model(tokens[:, :-1])
-        pred = logits.argmax(-1)[:, PROMPT_LEN - 1 :]  # predictions of answer tokens
+        pred, loss = _teacher_forced(model, tokens)
+        pred = pred[:, PROMPT_LEN - 1 :]  # predictions of answer tokens
         target = tokens[:, PROMPT_LEN:]
-        n = int((target != PAD).sum())
-        loss_sum, n_answer_tokens = loss_sum + answer_loss(logits, tokens)[0].item() * n, n_answer_tokens + n
+        loss_sum, n_answer_tokens = loss_sum + loss, n_answer_tokens + int((target != PAD).sum())
         wrong = (pred != target) & (target != PAD)
         k = torch.where(wrong.any(1), wrong.float().argmax(1), torch.full_like(wrong[:, 0], -1, dtype=torch.long))
         safe = k.clamp(min=0)[:, None]
@@ -395,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_overrides",
         nargs="*",
         metavar="data.KEY=VALUE",
-        help="change the checkpoint's data config, e.g. data.n_ood_val_per_length=20 to score an older checkpoint on the 20-per-length ood_val",
+        help="change the checkpoint's data config, e.g. data.n_ood_val_per_length=20 (older checkpoints had 5)",
     )
     args = parser.parse_args(argv)
     try:

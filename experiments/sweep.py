@@ -4,6 +4,8 @@
     python experiments/sweep.py --study --quick           # minutes: the same path, two rows, 300 steps
     python experiments/sweep.py --rows recipe --seeds 0-14 --out experiments/results/recipe
     python experiments/sweep.py --report                  # rewrite tables and figure from finished runs
+    python experiments/sweep.py --rows recipe_wide,recipe_minus_value_bias_wide,standard_nope_up_wide \
+        --runs outputs/wide --out experiments/results/wide   # numbers 0..5999 (experiments/extrapolate.py)
 
 Every row is named by what it is against one of two references: the standard transformer
 (`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`). Each run keeps the checkpoint
@@ -94,6 +96,21 @@ ROWS = {
     ),
     "recipe_minus_online_sampling": Row({"data.sampling": "fixed"}, "recipe on the fixed 5000-pair split", "both"),
 }
+# Numbers 0..5999, so counts reach 6,000 tokens; training stays on lengths <= 60 and selection on 70-150.
+# experiments/extrapolate.py scores these rows' checkpoints out to 6,000 tokens.
+WIDE = {"data.max_number": 5999, "data.data_dir": "data/wide"}
+ROWS |= {
+    "recipe_wide": Row(WIDE, "the recipe, numbers 0..5999", "wide"),
+    "recipe_minus_value_bias_wide": Row(
+        {**ROWS["recipe_minus_value_bias"].overrides, **WIDE}, "recipe without the value bias, numbers 0..5999", "wide"
+    ),
+    "standard_nope_up_wide": Row(
+        {**ROWS["standard_nope_up"].overrides, **WIDE, "data.data_dir": "data/wide_up"},
+        "standard, no positions, counting up (paper_count), numbers 0..5999",
+        "wide",
+    ),
+}
+STUDY_ROWS = [n for n, r in ROWS.items() if r.panel != "wide"]
 QUICK_ROWS = ("recipe", "standard_nope_up")
 QUICK = {"train.max_steps": "300", "train.eval_every": "150"}
 
@@ -165,11 +182,11 @@ def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
 
 
 def run_all(
-    names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: int, study: bool, threads: int | None = None
+    names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: int, threads: int | None = None
 ) -> tuple[list, int]:
     """Every (row, seed) not yet finished, `jobs` at a time, each in its own process with its share of threads.
 
-    With study=True a row runs seeds 0-2 first and seeds 3-4 only if one of them reaches HOPELESS on test.
+    A row runs seeds 0-2 first and its later seeds only if one of those reaches HOPELESS on test.
     Returns the records in row order and the number of runs that failed.
     """
     datas = {cfg.data.data_dir: cfg.data for cfg in (row_config(n, 0, runs, extra) for n in names)}
@@ -177,15 +194,13 @@ def run_all(
         ensure_splits(data)  # written once here, before several processes could race to write it
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     phases = [[(n, s) for n in names for s in seeds if s < 3], [(n, s) for n in names for s in seeds if s >= 3]]
-    if not study:
-        phases = [[(n, s) for n in names for s in seeds]]
     records: dict[tuple, dict] = {}
     failed = 0
     for phase in phases:
         todo = []
         for name, seed in phase:
             done = [r for (n, _), r in records.items() if n == name]
-            if study and seed >= 3 and len(done) >= 3 and all(r["test"]["exact_match"] < HOPELESS for r in done):
+            if seed >= 3 and len(done) >= 3 and all(r["test"]["exact_match"] < HOPELESS for r in done):
                 continue
             record = finished_record(row_config(name, seed, runs, extra))
             if record:
@@ -287,8 +302,13 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> None:
     )[:3]
     both = ["recipe", "standard_nope_both", "standard_nope_both_prefix", *removals]
     panels["both"] = [n for n in both if n in curves]
+    panels["wide"] = [n for n in curves if ROWS[n].panel == "wide"]
     shown = {k: v for k, v in panels.items() if v}
-    titles = {"up": "A. Counting up (the paper's task)", "both": "B. Both directions (the seed's task)"}
+    titles = {
+        "up": "A. Counting up (the paper's task)",
+        "both": "B. Both directions (the seed's task)",
+        "wide": "Numbers 0..5999",
+    }
     with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):  # legible when shrunk onto a slide
         fig, axes = plt.subplots(1, len(shown), figsize=(7.5 * len(shown), 5.2), squeeze=False)
         for ax, (panel, names) in zip(axes[0], shown.items()):
@@ -342,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.one:
             train_and_score(args.one, args.seed, runs, extra)
             return 0
-        names = list(QUICK_ROWS) if args.quick else list(ROWS) if args.study or args.report else None
-        names = names or (args.rows.split(",") if args.rows else None)
+        names = list(QUICK_ROWS) if args.quick else args.rows.split(",") if args.rows else None
+        names = names or (STUDY_ROWS if args.study or args.report else None)
         if not names:
             parser.error("choose --study, --quick, --report or --rows")
         unknown = [n for n in names if n not in ROWS]
@@ -357,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             configs = [row_config(n, s, runs, extra) for n in names for s in seeds]
             records = [r for r in map(finished_record, configs) if r]
         else:
-            records, failed = run_all(names, seeds, runs, extra, args.jobs, args.study or args.quick, args.threads)
+            records, failed = run_all(names, seeds, runs, extra, args.jobs, args.threads)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import evaluate
 from config import load_config
 from data_generation import EOS, PROMPT_LEN, encode_batch
 from evaluate import CheckpointError, load_checkpoint
@@ -54,6 +55,19 @@ def test_model_is_causal(pe, enc, ssmax, local, extra):
         a, b = model(tokens), model(changed)
     assert torch.allclose(a[:, :20], b[:, :20], atol=1e-5)
     assert not torch.allclose(a[:, 20:], b[:, 20:])
+
+
+@pytest.mark.parametrize("pe,enc,ssmax,local,extra", VARIANTS)
+def test_scoring_in_blocks_gives_the_one_pass_predictions(pe, enc, ssmax, local, extra, monkeypatch):
+    """Long answers are scored through the KV cache a block at a time; on short ones it must change nothing."""
+    model = tiny(pe, enc, ssmax, local, **extra)
+    tokens = encode_batch([10, 150, 7], [40, 120, 7])  # up, down and a = b, padded to one length
+    with torch.no_grad():
+        whole, whole_loss = evaluate._teacher_forced(model, tokens)
+        monkeypatch.setattr(evaluate, "EVAL_BUDGET", 3 * tokens.shape[0] * model.cfg.n_head * tokens.shape[1])
+        blocks, blocks_loss = evaluate._teacher_forced(model, tokens)  # blocks of 3 positions
+    assert torch.equal(whole, blocks)
+    assert blocks_loss == pytest.approx(whole_loss, rel=1e-5)
 
 
 @pytest.mark.parametrize("pe,enc,ssmax,local,extra", VARIANTS)

@@ -47,3 +47,14 @@ def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
     assert again.returncode == 0 and "0 runs to go" in again.stdout  # finished runs are not trained again
     changed = sweep.row_config("recipe", 0, runs, {"train.max_steps": "21", "train.eval_every": "10"})
     assert sweep.finished_record(changed) is None  # a run made with another config does not count as done
+
+    far = [sys.executable, "experiments/extrapolate.py", "--runs", str(runs), "--out", str(out), "--seeds", "0"]
+    far += ["--rows", "recipe,standard_nope_up", "--lengths", "30,70,200", "--per_length", "2"]
+    far += ["train.max_steps=20", "train.eval_every=10"]
+    scored = subprocess.run(far, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert scored.returncode == 0, scored.stdout[-2000:] + scored.stderr[-2000:]
+    results = json.loads((out / "extrapolation.json").read_text())
+    assert set(results) == {"recipe", "standard_nope_up"}
+    assert list(results["recipe"][0]["by_length"]) == ["30", "70", "200"]
+    assert "| `recipe` | 1 |" in (out / "extrapolation.md").read_text()
+    assert (out / "extrapolation.png").stat().st_size > 10_000

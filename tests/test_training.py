@@ -40,6 +40,19 @@ def test_teacher_forced_scoring_equals_real_decoding(trained):
     assert np.array_equal(fast.first_error, slow.first_error)
 
 
+def test_scoring_in_blocks_gives_the_same_scores(trained, monkeypatch):
+    import evaluate
+
+    model, _ = load_checkpoint(trained[1])
+    pairs = load_splits(trained[0].data)["test"]
+    whole = evaluate_pairs(model, pairs)
+    monkeypatch.setattr(evaluate, "EVAL_BUDGET", 1)  # one position per block
+    blocks = evaluate_pairs(model, pairs)
+    assert 0 < whole.correct.mean() and not whole.correct.all()  # a mix, so the comparison means something
+    assert np.array_equal(whole.failure, blocks.failure) and np.array_equal(whole.first_error, blocks.first_error)
+    assert blocks.answer_loss == pytest.approx(whole.answer_loss, rel=1e-4)
+
+
 @pytest.mark.slow
 def test_evaluate_cli_scores_the_checkpoint_and_answers_prompts(trained, tmp_path, capsys):
     cfg, best = trained

@@ -1,0 +1,195 @@
+"""How far each model counts: exact match at log-spaced lengths out to 6,000 tokens.
+
+    python experiments/sweep.py --rows recipe_wide,recipe_minus_value_bias_wide,standard_nope_up_wide \
+        --seeds 0-4 --jobs 2 --runs outputs/wide --out experiments/results/wide
+    python experiments/extrapolate.py [--runs outputs/wide] [--out experiments/results/wide] [--jobs 2]
+
+The wide rows train on lengths <= 60 with numbers 0..5999 and keep the checkpoint with the best
+ood_val score (70-150), as every run does. This script scores each finished run's best
+checkpoint on fresh pairs at every length of --lengths, teacher-forced in bounded memory
+(evaluate.EVAL_BUDGET), one process per run so each run's peak memory is its own. It writes
+extrapolation.{json,md,png} into --out: the median and min-max over seeds at each length, where
+the median first drops below 99% and 50%, the kinds of error, and the time and peak memory by length.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+import sweep  # noqa: E402
+
+from config import ConfigError, parse_overrides  # noqa: E402
+from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
+
+LENGTHS = (30, 60, 70, 100, 150, 300, 600, 1000, 2000, 4000, 6000)
+PER_LENGTH = 8  # pairs per length, the same prompts for every model of one direction
+KINDS = ("early_stop_rate", "no_stop_rate", "direction_rate", "miscount_rate", "start_rate")
+WIDE_ROWS = [n for n, r in sweep.ROWS.items() if r.panel == "wide"]
+
+
+def score_run(run: Path, lengths: list[int], per_length: int) -> dict:
+    """Score one run's best checkpoint at each length, shortest first; peak memory is this process's so far."""
+    model, cfg = load_checkpoint(run / "checkpoints" / "best.ckpt")
+    out = {"lengths": lengths, "per_length": per_length, "by_length": {}}
+    for length in lengths:
+        pairs = pairs_for_range(length, length, cfg.data.max_number, per_length, seed=0, direction=cfg.data.direction)
+        started = time.perf_counter()
+        summary = evaluate_pairs(model, pairs, batch_size=per_length).summary()
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
+        out["by_length"][str(length)] = {**summary, "seconds": time.perf_counter() - started, "peak_rss_mb": peak_mb}
+        print(f"{run.name} length {length}: exact match {summary['exact_match']:.0%}", flush=True)
+    (run / "extrapolation.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
+def scored(run: Path, lengths: list[int], per_length: int) -> dict | None:
+    path = run / "extrapolation.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    return result if result["lengths"] == lengths and result["per_length"] == per_length else None
+
+
+def first_below(medians: dict[int, float], level: float) -> int | None:
+    """The shortest length beyond the training range whose median is under level."""
+    return next((n for n, v in sorted(medians.items()) if n > 60 and v < level), None)
+
+
+def report(results: dict[str, list[dict]], out: Path) -> None:
+    """extrapolation.json, .md and .png from {row: [per-seed results]}."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "extrapolation.json").write_text(json.dumps(results, indent=1) + "\n")
+    lengths = sorted({int(n) for runs in results.values() for r in runs for n in r["by_length"]})
+    head = "| row | seeds | " + " | ".join(str(n) for n in lengths) + " | first < 99% | first < 50% |"
+    lines = [head, "|" + "---|" * (len(lengths) + 4)]
+    kinds = ["| row | length | " + " | ".join(k.removesuffix("_rate") for k in KINDS) + " |"]
+    kinds.append("|" + "---|" * (len(KINDS) + 2))
+    cost = ["| length | median seconds per run | largest peak memory (MB) |", "|---|---|---|"]
+    for name, runs in results.items():
+        at = {n: [r["by_length"][str(n)] for r in runs if str(n) in r["by_length"]] for n in lengths}
+        med = {n: float(np.median([s["exact_match"] for s in at[n]])) for n in lengths if at[n]}
+        cells = [
+            f"{med[n]:.0%} ({min(s['exact_match'] for s in at[n]):.0%}-{max(s['exact_match'] for s in at[n]):.0%})"
+            for n in lengths
+        ]
+        below = [first_below(med, level) for level in (0.99, 0.5)]
+        marks = " | ".join(str(b or "-") for b in below)
+        lines.append(f"| `{name}` | {len(runs)} | " + " | ".join(cells) + f" | {marks} |")
+        for n in lengths:
+            if med.get(n, 1.0) < 1.0:
+                rates = " | ".join(f"{np.median([s[k] for s in at[n]]):.0%}" for k in KINDS)
+                kinds.append(f"| `{name}` | {n} | {rates} |")
+    for n in lengths:
+        runs_at = [r["by_length"][str(n)] for runs in results.values() for r in runs if str(n) in r["by_length"]]
+        seconds = np.median([s["seconds"] for s in runs_at])
+        cost.append(f"| {n} | {seconds:.2f} | {max(s['peak_rss_mb'] for s in runs_at):.0f} |")
+    md = "\n".join(
+        [
+            "Exact match by length (median over seeds, min-max in brackets):",
+            "",
+            *lines,
+            "",
+            "Kinds of first error where the median is under 100% (median share of answers):",
+            "",
+            *kinds,
+            "",
+            "Cost of scoring one run at each length (teacher-forced; peak memory of the process so far):",
+            "",
+            *cost,
+        ]
+    )
+    (out / "extrapolation.md").write_text(md + "\n")
+    figure(results, out / "extrapolation.png")
+    print(md)
+    print(f"Wrote {out}/extrapolation.json, .md and .png")
+
+
+def figure(results: dict[str, list[dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {
+        name: [{int(n): s["exact_match"] for n, s in r["by_length"].items()} for r in runs]
+        for name, runs in results.items()
+    }
+    with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):
+        fig, ax = plt.subplots(figsize=(8, 5))
+        length_curve_figure(curves, 60, "Trained on lengths <= 60, numbers 0..5999", ax=ax)
+        ax.set_xscale("log")
+        ax.set_xlim(20, 8000)
+        fig.tight_layout()
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="outputs/wide", help="the wide rows' run folders (default outputs/wide)")
+    parser.add_argument("--out", default="experiments/results/wide", help="where extrapolation.* go")
+    parser.add_argument("--rows", default=",".join(WIDE_ROWS), help="comma list of rows (default: the wide rows)")
+    parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default 0-4)")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="comma list of sequence lengths")
+    parser.add_argument("--per_length", type=int, default=PER_LENGTH, help=f"pairs per length (default {PER_LENGTH})")
+    parser.add_argument("--jobs", type=int, default=1, help="runs scored side by side")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: score one run folder
+    parser.add_argument("overrides", nargs="*", help="the key=value overrides the runs were trained with, if any")
+    args = parser.parse_args(argv)
+    try:
+        lengths = [int(x) for x in args.lengths.split(",")]
+        if args.one:
+            score_run(Path(args.one), lengths, args.per_length)
+            return 0
+        rows, seeds, runs = args.rows.split(","), sweep.parse_seeds(args.seeds), Path(args.runs)
+        extra = parse_overrides(args.overrides)
+        unknown = [r for r in rows if r not in sweep.ROWS]
+        if unknown:
+            raise ConfigError(f"unknown row {unknown[0]!r}; choose from {', '.join(WIDE_ROWS)}")
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    finished = [
+        (name, sweep.run_dir(runs, name, s))
+        for name in rows
+        for s in seeds
+        if sweep.finished_record(sweep.row_config(name, s, runs, extra))
+    ]
+    if not finished:
+        print(f"error: no finished runs of {', '.join(rows)} in {runs}/; train them with sweep.py", file=sys.stderr)
+        return 1
+    todo = [run for _, run in finished if not scored(run, lengths, args.per_length)]
+    print(f"{len(finished)} finished runs, {len(todo)} to score ({args.jobs} at a time)", flush=True)
+
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+
+    def child(run: Path) -> int:
+        cmd = [sys.executable, __file__, "--one", str(run), "--lengths", args.lengths]
+        return subprocess.run(cmd + ["--per_length", str(args.per_length)], cwd=ROOT, env=env).returncode
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        failed = sum(code != 0 for code in pool.map(child, todo))
+    results: dict[str, list[dict]] = {}
+    for name, run in finished:
+        result = scored(run, lengths, args.per_length)
+        if result:
+            results.setdefault(name, []).append(result)
+    report(results, Path(args.out))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
