@@ -140,13 +140,40 @@ def _positive(obj, *names: str) -> None:
             raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)}")
 
 
-def _gpu_seed_sizes() -> ExperimentConfig:
-    """The seed system's sizes (6 layers, 8 heads, d_model 512, batch 32, 5000 samples): for a GPU."""
+def _gpu_preset() -> ExperimentConfig:
+    """The recipe at the seed system's sizes, for a GPU: 6 layers of 8 heads, d_model 512, batch 32.
+
+    Half the heads are local and rotary, the other half global with Scalable-Softmax and the scaled
+    value bias; numbers are order+code with order stretch; pairs are drawn fresh every step.
+    """
+    cfg = _cpu_preset()
+    cfg.model = replace(cfg.model, n_layer=6, n_head=8, d_model=512, d_ff=2048, local_heads=4)
+    cfg.train = replace(
+        cfg.train,
+        batch_size=32,
+        lr=3e-4,
+        warmup_steps=200,
+        max_steps=3000,
+        eval_batch_size=512,
+        output_dir="outputs/counting",
+    )
+    return cfg
+
+
+def _seed_system() -> ExperimentConfig:
+    """The seed system's own model at its sizes: sinusoidal positions, free number embeddings, dropout 0.1."""
     return ExperimentConfig(
         model=ModelConfig(
             n_layer=6, n_head=8, d_model=512, d_ff=2048, dropout=0.1, pos_encoding="sinusoidal", max_positions=256
         ),
-        train=TrainConfig(batch_size=32, lr=3e-4, max_steps=10000, eval_every=500, output_dir="outputs/counting"),
+        train=TrainConfig(
+            batch_size=32,
+            lr=3e-4,
+            max_steps=10000,
+            eval_every=500,
+            eval_batch_size=512,
+            output_dir="outputs/seed_system",
+        ),
     )
 
 
@@ -239,7 +266,8 @@ SMALL_TASK = {
 }
 
 PRESETS = {
-    "counting_config": _gpu_seed_sizes,
+    "counting_config": _gpu_preset,
+    "seed_system": _seed_system,
     "counting_small": _cpu_preset,
     "paper_count": _paper_preset,
     "counting_wide": _wide_preset,

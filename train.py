@@ -55,6 +55,8 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
     """
     started = time.perf_counter()
     t = cfg.train
+    if t.precision not in ("32-true", "32", "bf16-mixed"):
+        raise ConfigError(f"train.py runs --precision 32-true or bf16-mixed, not {t.precision}: use train_lightning.py")
     torch.manual_seed(t.seed)
     out = prepare_output_dir(cfg, overwrite, resuming=resume_from is not None)
     ckpt_dir = out / "checkpoints"
@@ -74,7 +76,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         best, best_score, first_step = state["best"], state["best_score"], state["global_step"] + 1
-    autocast_dtype = torch.bfloat16 if t.precision.startswith("bf16") else None
+    autocast_dtype = torch.bfloat16 if t.precision == "bf16-mixed" else None
     stream = TrainStream.for_training(cfg.data, t.batch_size, t.seed, splits)
     stream.start_step = first_step - 1  # a resumed run continues the same batch sequence
     batches = iter(stream)

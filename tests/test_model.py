@@ -186,3 +186,18 @@ def test_checkpoint_of_a_retired_number_feature_names_the_commit_that_has_it(tmp
     with pytest.raises(CheckpointError, match=message) as err:
         load_checkpoint(ckpt)
     assert "git checkout 33474da" in str(err.value)
+
+
+def test_counting_config_is_the_recipe_at_the_seed_sizes_and_seed_system_the_seed_model():
+    cfg = load_config("counting_config")
+    m = cfg.model
+    assert (m.n_layer, m.n_head, m.d_model, m.d_ff, cfg.train.batch_size) == (6, 8, 512, 2048, 32)
+    assert m.local_heads == 4 and m.pos_encoding == "none" and m.scalable_softmax
+    assert m.value_bias and m.value_bias_scaled and m.number_encoding == "order+code" and m.order_stretch > 1
+    assert cfg.data.sampling == "online" and cfg.data.direction == "both"
+    model = CountingTransformer(m)
+    assert len(model.blocks) == 6 and model.blocks[0].attn.value_slope.numel() == 4  # one slope per global head
+    seed = load_config("seed_system")
+    assert (seed.model.n_layer, seed.model.n_head, seed.model.d_model, seed.train.batch_size) == (6, 8, 512, 32)
+    assert seed.model.pos_encoding == "sinusoidal" and seed.model.number_encoding == "learned"
+    assert not (seed.model.value_bias or seed.model.local_heads or seed.model.scalable_softmax)
