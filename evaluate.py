@@ -310,7 +310,9 @@ def _bucketed(by_length: dict[int, float], width: int) -> dict[float, float]:
     """Mean accuracy per bucket of `width` lengths, keyed by the mean length it covers (for plotting)."""
     if width <= 1:
         return by_length
-    buckets = _length_buckets(by_length, width).values()
+    buckets = list(_length_buckets(by_length, width).values())
+    if len(buckets) > 1 and len(buckets[-1]) < width // 2:  # a lone last length (e.g. 200) joins its neighbours
+        buckets[-2:] = [buckets[-2] + buckets[-1]]
     return {float(np.mean(ns)): float(np.mean([by_length[n] for n in ns])) for ns in buckets}
 
 
