@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py", "stop_margin.py", "close_pairs.py")
+TOOLS += ("direction_flips.py",)
 
 
 def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -151,6 +153,22 @@ def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
     assert f"of them {len(close)} val pairs, never trained on: wrong for {share}" in result.stdout
     bad = run_tool("close_pairs.py", "--checkpoint", str(ckpt), "--max_gap", "0")
     assert bad.returncode == 2 and "--max_gap" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_direction_flips_names_a_step_the_wrong_way_and_nothing_else(tmp_path):
+    sys.path.insert(0, str(ROOT / "debug"))
+    from direction_flips import flips
+
+    pairs = np.array([[10, 20], [10, 20], [20, 10], [20, 10], [10, 20]])
+    first_error = np.array([3, 3, 2, 2, 1])  # current numbers 12, 12, 19, 19; the last is a direction error
+    got = np.array([11, 14, 20, 17, 9])  # flip, skip, flip, skip, (index 1: not a miscount)
+    assert flips(pairs, first_error, got).tolist() == [True, False, True, False, False]
+    ckpt = always_predicting(NUMBER_OFFSET + 5, tmp_path)
+    result = run_tool("direction_flips.py", "--checkpoint", str(ckpt), "--split", "val")
+    assert result.returncode == 0, result.stderr
+    assert "val: 100 answers, 0.0% exact" in result.stdout and "0 of 0 a step the wrong way" in result.stdout
+    missing = run_tool("direction_flips.py", "--checkpoint", str(tmp_path / "missing.ckpt"))
+    assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
 @pytest.mark.slow
