@@ -236,9 +236,9 @@ def _paper_preset() -> ExperimentConfig:
 
 
 def _wide_preset() -> ExperimentConfig:
-    """The recipe with numbers 0..5999, so counts reach 6,000 tokens; training stays on lengths <= 60."""
+    """The recipe with numbers 0..599, so counts reach 600 tokens (10x training); training stays at <= 60."""
     cfg = _cpu_preset()
-    cfg.data = replace(cfg.data, max_number=5999, data_dir="data/wide")
+    cfg.data = replace(cfg.data, max_number=599, data_dir="data/n600")
     cfg.train.output_dir = "outputs/counting_wide"
     return cfg
 

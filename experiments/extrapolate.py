@@ -1,11 +1,11 @@
 """How far each model counts: exact match at log-spaced lengths out to 6,000 tokens.
 
-    python experiments/sweep.py --rows recipe_wide,recipe_minus_value_bias_wide,standard_nope_up_wide \
+    python experiments/sweep.py --rows recipe_n600,recipe_minus_value_bias_n600,standard_nope_up_n600 \
         --seeds 0-4 --jobs 2 --runs outputs/wide --out experiments/results/wide
     python experiments/extrapolate.py [--runs outputs/wide] [--out experiments/results/wide] [--jobs 2]
 
-The wide rows train on lengths <= 60 with numbers 0..5999 and keep the checkpoint with the best
-ood_val score (70-150), as every run does. This script scores each finished run's best
+The wide rows (`*_n600`, `*_n6000`) train on lengths <= 60 with numbers 0..599 or 0..5999 and
+keep the checkpoint with the best ood_val score (70-150), as every run does. This script scores each finished run's best
 checkpoint on fresh pairs at every length of --lengths, teacher-forced in bounded memory
 (evaluate.EVAL_BUDGET), one process per run so each run's peak memory is its own. It writes
 extrapolation.{json,md,png} into --out: the median and min-max over seeds at each length, where
@@ -43,7 +43,7 @@ def score_run(run: Path, lengths: list[int], per_length: int) -> dict:
     """Score one run's best checkpoint at each length, shortest first; peak memory is this process's so far."""
     model, cfg = load_checkpoint(run / "checkpoints" / "best.ckpt")
     out = {"lengths": lengths, "per_length": per_length, "by_length": {}}
-    for length in lengths:
+    for length in [n for n in lengths if n - 6 <= cfg.data.max_number]:  # longer counts need larger numbers
         pairs = pairs_for_range(length, length, cfg.data.max_number, per_length, seed=0, direction=cfg.data.direction)
         started = time.perf_counter()
         summary = evaluate_pairs(model, pairs, batch_size=per_length).summary()
@@ -82,6 +82,8 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
         med = {n: float(np.median([s["exact_match"] for s in at[n]])) for n in lengths if at[n]}
         cells = [
             f"{med[n]:.0%} ({min(s['exact_match'] for s in at[n]):.0%}-{max(s['exact_match'] for s in at[n]):.0%})"
+            if at[n]
+            else "-"
             for n in lengths
         ]
         below = [first_below(med, level) for level in (0.99, 0.5)]
@@ -128,7 +130,7 @@ def figure(results: dict[str, list[dict]], path: Path) -> None:
     }
     with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):
         fig, ax = plt.subplots(figsize=(8, 5))
-        length_curve_figure(curves, 60, "Trained on lengths <= 60, numbers 0..5999", ax=ax)
+        length_curve_figure(curves, 60, "Trained on lengths <= 60", ax=ax)
         ax.set_xscale("log")
         ax.set_xlim(20, 8000)
         fig.tight_layout()

@@ -4,8 +4,8 @@
     python experiments/sweep.py --study --quick           # minutes: the same path, two rows, 300 steps
     python experiments/sweep.py --rows recipe --seeds 0-14 --out experiments/results/recipe
     python experiments/sweep.py --report                  # rewrite tables and figure from finished runs
-    python experiments/sweep.py --rows recipe_wide,recipe_minus_value_bias_wide,standard_nope_up_wide \
-        --runs outputs/wide --out experiments/results/wide   # numbers 0..5999 (experiments/extrapolate.py)
+    python experiments/sweep.py --rows recipe_n600,recipe_minus_value_bias_n600,standard_nope_up_n600 \
+        --runs outputs/wide --out experiments/results/wide   # numbers 0..599 (experiments/extrapolate.py)
 
 Every row is named by what it is against one of two references: the standard transformer
 (`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`). Each run keeps the checkpoint
@@ -96,20 +96,26 @@ ROWS = {
     ),
     "recipe_minus_online_sampling": Row({"data.sampling": "fixed"}, "recipe on the fixed 5000-pair split", "both"),
 }
-# Numbers 0..5999, so counts reach 6,000 tokens; training stays on lengths <= 60 and selection on 70-150.
-# experiments/extrapolate.py scores these rows' checkpoints out to 6,000 tokens.
-WIDE = {"data.max_number": 5999, "data.data_dir": "data/wide"}
-ROWS |= {
-    "recipe_wide": Row(WIDE, "the recipe, numbers 0..5999", "wide"),
-    "recipe_minus_value_bias_wide": Row(
-        {**ROWS["recipe_minus_value_bias"].overrides, **WIDE}, "recipe without the value bias, numbers 0..5999", "wide"
-    ),
-    "standard_nope_up_wide": Row(
-        {**ROWS["standard_nope_up"].overrides, **WIDE, "data.data_dir": "data/wide_up"},
-        "standard, no positions, counting up (paper_count), numbers 0..5999",
-        "wide",
-    ),
-}
+
+
+def wide_rows(n: int) -> dict[str, Row]:
+    """The recipe, the recipe without its value bias and paper_count's model with numbers 0..n-1, so
+    counts reach n tokens; training stays on lengths <= 60 and selection on 70-150."""
+    wide = {"data.max_number": n - 1, "data.data_dir": f"data/n{n}"}
+    return {
+        f"recipe_n{n}": Row(wide, f"the recipe, numbers 0..{n - 1}", "wide"),
+        f"recipe_minus_value_bias_n{n}": Row(
+            {**ROWS["recipe_minus_value_bias"].overrides, **wide}, f"recipe without the value bias, 0..{n - 1}", "wide"
+        ),
+        f"standard_nope_up_n{n}": Row(
+            {**ROWS["standard_nope_up"].overrides, **wide, "data.data_dir": f"data/n{n}_up"},
+            f"standard, no positions, counting up (paper_count), 0..{n - 1}",
+            "wide",
+        ),
+    }
+
+
+ROWS |= wide_rows(600) | wide_rows(6000)  # 10x and 100x the training length; experiments/extrapolate.py
 STUDY_ROWS = [n for n, r in ROWS.items() if r.panel != "wide"]
 QUICK_ROWS = ("recipe", "standard_nope_up")
 QUICK = {"train.max_steps": "300", "train.eval_every": "150"}
@@ -245,8 +251,8 @@ def table(records: list[dict]) -> str:
     """Markdown: one line per row, medians over seeds and the success rate against the bar."""
     lines = [
         "| row | what it is | seeds | meets bar | test 70-150 | worst length | in-dist | 151-200 "
-        "| direction err | stop err | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| direction err | miscount | stop err | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["row"] for r in records):
         rs = [r for r in records if r["row"] == name]
@@ -258,7 +264,8 @@ def table(records: list[dict]) -> str:
             f"| `{name}` | {ROWS[name].what} | {len(rs)} | {sum(r['meets_bar'] for r in rs)}/{len(rs)} "
             f"| {med(lambda r: r['test']['exact_match']):.1%} | {med(lambda r: r['test']['min_over_lengths']):.0%} "
             f"| {med(lambda r: r['in_distribution']):.1%} | {med(lambda r: r['stretch_151_200']):.1%} "
-            f"| {med(lambda r: r['test']['direction_rate']):.1%} | {med(lambda r: r['test']['stop_error_rate']):.1%} "
+            f"| {med(lambda r: r['test']['direction_rate']):.1%} | {med(lambda r: r['test']['miscount_rate']):.1%} "
+            f"| {med(lambda r: r['test']['stop_error_rate']):.1%} "
             f"| {med(lambda r: r['wall_s']):.0f} |"
         )
     return "\n".join(lines)
@@ -267,16 +274,17 @@ def table(records: list[dict]) -> str:
 def seed_table(records: list[dict]) -> str:
     """Markdown: every run on its own line, so no lucky seed hides behind a median."""
     lines = [
-        "| row | seed | test 70-150 | worst length | in-dist | 151-200 | ood_val | direction err | stop err "
+        "| row | seed | test 70-150 | worst length | in-dist | 151-200 | ood_val | direction err | miscount | stop err "
         "| best step | wall (s) | meets bar |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
         t = r["test"]
         lines.append(
             f"| `{r['row']}` | {r['seed']} | {t['exact_match']:.1%} | {t['min_over_lengths']:.0%} "
             f"| {r['in_distribution']:.1%} | {r['stretch_151_200']:.1%} | {r['ood_val']:.1%} "
-            f"| {t['direction_rate']:.1%} | {t['stop_error_rate']:.1%} | {r['best_step']} | {r['wall_s']:.0f} "
+            f"| {t['direction_rate']:.1%} | {t['miscount_rate']:.1%} | {t['stop_error_rate']:.1%} "
+            f"| {r['best_step']} | {r['wall_s']:.0f} "
             f"| {'yes' if r['meets_bar'] else 'no'} |"
         )
     return "\n".join(lines)
