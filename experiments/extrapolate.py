@@ -33,7 +33,7 @@ import sweep  # noqa: E402
 from config import ConfigError, parse_overrides  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 
-LENGTHS = (30, 60, 70, 100, 150, 300, 600, 1000, 2000, 4000, 6000)
+LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
 PER_LENGTH = 8  # pairs per length, the same prompts for every model of one direction
 KINDS = ("early_stop_rate", "no_stop_rate", "direction_rate", "miscount_rate", "start_rate")
 WIDE_ROWS = [n for n, r in sweep.ROWS.items() if r.panel == "wide"]
@@ -129,10 +129,11 @@ def figure(results: dict[str, list[dict]], path: Path) -> None:
         for name, runs in results.items()
     }
     with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(8, 6.2))
         length_curve_figure(curves, 60, "Trained on lengths <= 60", ax=ax)
         ax.set_xscale("log")
         ax.set_xlim(20, 8000)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=11)  # below: no line hidden
         fig.tight_layout()
         fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -44,7 +44,8 @@ def test_scoring_in_blocks_gives_the_same_scores(trained, monkeypatch):
     import evaluate
 
     model, _ = load_checkpoint(trained[1])
-    pairs = load_splits(trained[0].data)["test"]
+    splits = load_splits(trained[0].data)
+    pairs = np.concatenate([splits["val"], splits["test"]])
     whole = evaluate_pairs(model, pairs)
     monkeypatch.setattr(evaluate, "EVAL_BUDGET", 1)  # one position per block
     blocks = evaluate_pairs(model, pairs)
