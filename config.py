@@ -140,6 +140,10 @@ def _positive(obj, *names: str) -> None:
             raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)}")
 
 
+SEED_SIZES = {"n_layer": 6, "n_head": 8, "d_model": 512, "d_ff": 2048}  # the seed system's model size
+SEED_TRAIN = {"batch_size": 32, "lr": 3e-4, "eval_batch_size": 512}  # its batch and learning rate, for a GPU
+
+
 def _gpu_preset() -> ExperimentConfig:
     """The recipe at the seed system's sizes, for a GPU: 6 layers of 8 heads, d_model 512, batch 32.
 
@@ -147,33 +151,16 @@ def _gpu_preset() -> ExperimentConfig:
     value bias; numbers are order+code with order stretch; pairs are drawn fresh every step.
     """
     cfg = _cpu_preset()
-    cfg.model = replace(cfg.model, n_layer=6, n_head=8, d_model=512, d_ff=2048, local_heads=4)
-    cfg.train = replace(
-        cfg.train,
-        batch_size=32,
-        lr=3e-4,
-        warmup_steps=200,
-        max_steps=3000,
-        eval_batch_size=512,
-        output_dir="outputs/counting",
-    )
+    cfg.model = replace(cfg.model, **SEED_SIZES, local_heads=4)
+    cfg.train = replace(cfg.train, **SEED_TRAIN, warmup_steps=200, max_steps=3000, output_dir="outputs/counting")
     return cfg
 
 
 def _seed_system() -> ExperimentConfig:
     """The seed system's own model at its sizes: sinusoidal positions, free number embeddings, dropout 0.1."""
     return ExperimentConfig(
-        model=ModelConfig(
-            n_layer=6, n_head=8, d_model=512, d_ff=2048, dropout=0.1, pos_encoding="sinusoidal", max_positions=256
-        ),
-        train=TrainConfig(
-            batch_size=32,
-            lr=3e-4,
-            max_steps=10000,
-            eval_every=500,
-            eval_batch_size=512,
-            output_dir="outputs/seed_system",
-        ),
+        model=ModelConfig(**SEED_SIZES, dropout=0.1, pos_encoding="sinusoidal", max_positions=256),
+        train=TrainConfig(**SEED_TRAIN, max_steps=10000, eval_every=500, output_dir="outputs/seed_system"),
     )
 
 

@@ -45,6 +45,7 @@ class GenerationResult:
     pairs: np.ndarray  # (n, 2)
     failure: np.ndarray  # (n,) one of FAILURES: what the first wrong token was
     first_error: np.ndarray  # (n,) answer index of the first wrong token, -1 if correct
+    first_wrong: np.ndarray | None = None  # (n,) token id written at first_error; meaningless where correct
     outputs: list[list[int]] | None = None  # generated ids after '>' (generation mode only)
     answer_loss: float | None = None  # mean cross-entropy of answer tokens given the true prefix (teacher-forced)
 
@@ -198,7 +199,7 @@ def evaluate_pairs(model: CountingTransformer, pairs: np.ndarray, batch_size: in
         outputs = None
         k, want, got, loss = _first_errors_teacher_forced(model, pairs, batch_size)
     failure = np.array([classify(*x) for x in zip(k.tolist(), want.tolist(), got.tolist())])
-    return GenerationResult(pairs=pairs, failure=failure, first_error=k, outputs=outputs, answer_loss=loss)
+    return GenerationResult(pairs, failure, first_error=k, first_wrong=got, outputs=outputs, answer_loss=loss)
 
 
 def _first_divergence(output: list[int], target: list[int]) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_generation import NUMBER_OFFSET, SPLITS, DataError, ensure_splits  # noqa: E402
-from evaluate import CheckpointError, _first_errors_teacher_forced, classify, load_checkpoint  # noqa: E402
+from evaluate import CheckpointError, evaluate_pairs, load_checkpoint  # noqa: E402
 
 
 def flips(pairs: np.ndarray, first_error: np.ndarray, got: np.ndarray) -> np.ndarray:
@@ -37,10 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    # the first wrong token of each greedy answer, from one teacher-forced pass
-    k, want, got, _ = _first_errors_teacher_forced(model, pairs, cfg.train.eval_batch_size)
-    failure = np.array([classify(*x) for x in zip(k.tolist(), want.tolist(), got.tolist())])
-    a, b, got = pairs[:, 0], pairs[:, 1], got - NUMBER_OFFSET
+    result = evaluate_pairs(model, pairs, cfg.train.eval_batch_size)  # each greedy answer's first wrong token
+    failure, k = result.failure, result.first_error
+    a, b, got = pairs[:, 0], pairs[:, 1], result.first_wrong - NUMBER_OFFSET
     miscount = failure == "miscount"
     flipped = miscount & flips(pairs, k, got)
     print(f"{args.split}: {len(pairs)} answers, {(failure == 'correct').mean():.1%} exact")

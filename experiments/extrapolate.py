@@ -30,13 +30,14 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 import sweep  # noqa: E402
 
-from config import ConfigError, parse_overrides  # noqa: E402
+from config import ConfigError, load_config, parse_overrides  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 
 LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
 PER_LENGTH = 8  # pairs per length, the same prompts for every model of one direction
 KINDS = ("early_stop_rate", "no_stop_rate", "direction_rate", "miscount_rate", "start_rate")
 WIDE_ROWS = [n for n, r in sweep.ROWS.items() if r.panel == "wide"]
+TRAIN_MAX_LEN = load_config(sweep.BASE).data.train_max_len  # every wide row trains on the recipe's lengths
 
 
 def score_run(run: Path, lengths: list[int], per_length: int) -> dict:
@@ -64,7 +65,7 @@ def scored(run: Path, lengths: list[int], per_length: int) -> dict | None:
 
 def first_below(medians: dict[int, float], level: float) -> int | None:
     """The shortest length beyond the training range whose median is under level."""
-    return next((n for n, v in sorted(medians.items()) if n > 60 and v < level), None)
+    return next((n for n, v in sorted(medians.items()) if n > TRAIN_MAX_LEN and v < level), None)
 
 
 def report(results: dict[str, list[dict]], out: Path) -> None:
@@ -130,7 +131,7 @@ def figure(results: dict[str, list[dict]], path: Path) -> None:
     }
     with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):
         fig, ax = plt.subplots(figsize=(8, 6.2))
-        length_curve_figure(curves, 60, "Trained on lengths <= 60", ax=ax)
+        length_curve_figure(curves, TRAIN_MAX_LEN, f"Trained on lengths <= {TRAIN_MAX_LEN}", ax=ax)
         ax.set_xscale("log")
         ax.set_xlim(20, 8000)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=11)  # below: no line hidden

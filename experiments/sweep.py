@@ -315,7 +315,7 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> None:
     titles = {
         "up": "A. Counting up (the paper's task)",
         "both": "B. Both directions (the seed's task)",
-        "wide": "Numbers 0..5999",
+        "wide": "Wider number ranges",
     }
     with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):  # legible when shrunk onto a slide
         fig, axes = plt.subplots(1, len(shown), figsize=(7.5 * len(shown), 5.2), squeeze=False)
