@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from model import NUMBER_ENCODINGS, POS_ENCODINGS, ModelConfig
+from model import NUMBER_ENCODINGS, NUMBER_HEADS, POS_ENCODINGS, ModelConfig
 
 # The vocabulary layout the tokenizer (data_generation.py) and the model share: specials, then numbers.
 SPECIALS = ("PAD", "SoS", ">", "EoS")
@@ -118,6 +118,8 @@ class ExperimentConfig:
             raise ConfigError(f"model.pos_encoding must be one of {', '.join(POS_ENCODINGS)}, got {m.pos_encoding!r}")
         if m.number_encoding not in NUMBER_ENCODINGS:
             raise ConfigError(f"model.number_encoding must be one of {', '.join(NUMBER_ENCODINGS)}")
+        if m.number_head not in NUMBER_HEADS:
+            raise ConfigError(f"model.number_head must be one of {', '.join(NUMBER_HEADS)}, got {m.number_head!r}")
         if m.order_stretch < 1:
             raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
         if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:

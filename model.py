@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NUMBER_ENCODINGS = ("learned", "order+code")
+NUMBER_HEADS = ("free", "features")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ModelConfig:
     random_pos_offset: bool = False  # learned only: shift positions randomly while training
     number_encoding: str = "learned"  # learned | order+code (see NumberEmbedding)
     order_stretch: float = 1.0  # order+code, training only: each sequence's order channel times U[1, this]
+    number_head: str = "free"  # free: an output row per token | features: numbers' rows are projected code+waves
     scalable_softmax: bool = False  # scale queries by s*log(n) (Nakanishi 2025)
     local_heads: int = 0  # this many heads use RoPE inside a sliding window; the rest use pos_encoding
     local_window: int = 8  # keys a local head sees: itself and the window-1 before it
@@ -225,7 +227,13 @@ class CountingTransformer(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.number_head == "features":  # free rows for the specials, a projection of identity features for numbers
+            self.head = nn.Linear(cfg.d_model, cfg.number_offset, bias=False)
+            identity = order_code_features(cfg.max_number)[:, 1:]  # code and waves; a monotone order logit can't peak
+            self.register_buffer("head_features", identity, persistent=False)
+            self.head_project = nn.Linear(self.head_features.shape[1], cfg.d_model, bias=False)
+        else:
+            self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -264,7 +272,10 @@ class CountingTransformer(nn.Module):
             numbers = numbers.masked_fill((numbers < 0) | (numbers > self.cfg.max_number), float("nan"))
         for i, block in enumerate(self.blocks):
             x = block(x, pos, numbers, None if caches is None else caches[i])
-        return self.head(self.ln_f(x))
+        x = self.ln_f(x)
+        if self.cfg.number_head == "features":  # numbers share output features, so rows seen rarely still fit
+            return torch.cat([self.head(x), x @ self.head_project(self.head_features).T], dim=-1)  # (B, T, vocab)
+        return self.head(x)
 
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:

@@ -98,24 +98,33 @@ ROWS = {
 }
 
 
-def wide_rows(n: int) -> dict[str, Row]:
+def wide_rows(n: int, feature_head: bool = False) -> dict[str, Row]:
     """The recipe, the recipe without its value bias and paper_count's model with numbers 0..n-1, so
-    counts reach n tokens; training stays on lengths <= 60 and selection on 70-150."""
+    counts reach n tokens; training stays on lengths <= 60 and selection on 70-150. With feature_head
+    the two recipe rows build their numbers' output rows from the number features (model.number_head)."""
     wide = {"data.max_number": n - 1, "data.data_dir": f"data/n{n}"}
+    recipe, words = ("recipe_feature_head", "the recipe + feature head") if feature_head else ("recipe", "the recipe")
+    if feature_head:
+        wide["model.number_head"] = "features"
     return {
-        f"recipe_n{n}": Row(wide, f"the recipe, numbers 0..{n - 1}", "wide"),
-        f"recipe_minus_value_bias_n{n}": Row(
-            {**ROWS["recipe_minus_value_bias"].overrides, **wide}, f"recipe without the value bias, 0..{n - 1}", "wide"
+        f"{recipe}_n{n}": Row(wide, f"{words}, numbers 0..{n - 1}", "wide"),
+        f"{recipe}_minus_value_bias_n{n}": Row(
+            {**ROWS["recipe_minus_value_bias"].overrides, **wide}, f"{words} without the value bias, 0..{n - 1}", "wide"
         ),
         f"standard_nope_up_n{n}": Row(
-            {**ROWS["standard_nope_up"].overrides, **wide, "data.data_dir": f"data/n{n}_up"},
+            {
+                **ROWS["standard_nope_up"].overrides,
+                **wide,
+                "model.number_head": "free",
+                "data.data_dir": f"data/n{n}_up",
+            },
             f"standard, no positions, counting up (paper_count), 0..{n - 1}",
             "wide",
         ),
     }
 
 
-ROWS |= wide_rows(600) | wide_rows(6000)  # 10x and 100x the training length; experiments/extrapolate.py
+ROWS |= wide_rows(600) | wide_rows(6000, feature_head=True)  # 10x and 100x training; experiments/extrapolate.py
 STUDY_ROWS = [n for n, r in ROWS.items() if r.panel != "wide"]
 QUICK_ROWS = ("recipe", "standard_nope_up")
 QUICK = {"train.max_steps": "300", "train.eval_every": "150"}

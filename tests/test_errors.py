@@ -37,6 +37,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
         ({"model.d_model": "30", "model.n_head": "4"}, ["divisible"]),
         ({"model.order_stretch": "0.5"}, ["model.order_stretch", ">= 1"]),
         ({"data.direction": "down"}, ["data.direction", "'up'"]),
+        ({"model.number_head": "tied"}, ["model.number_head", "features"]),
     ],
 )
 def test_impossible_config_values_name_the_key(overrides, words):

@@ -23,6 +23,7 @@ VARIANTS = (
     + [("none", "order+code", True, 1, {}), ("rope", "learned", False, 1, {})]
     + [("none", "order+code", True, 1, {"value_bias": True}), ("none", "learned", False, 0, {"value_bias": True})]
     + [("none", "order+code", True, 1, {"value_bias": True, "value_bias_scaled": True})]
+    + [("none", "order+code", True, 1, {"value_bias": True, "value_bias_scaled": True, "number_head": "features"})]
 )
 
 
@@ -74,12 +75,30 @@ def test_scoring_in_blocks_gives_the_one_pass_predictions(pe, enc, ssmax, local,
 def test_kv_cached_generation_equals_full_recomputation(pe, enc, ssmax, local, extra):
     model = tiny(pe, enc, ssmax, local, **extra)
     with torch.no_grad():  # sharpen the random model so it emits varied tokens and sometimes EoS
-        model.head.weight.mul_(30)
+        model.ln_f.weight.mul_(30)
     prompts = encode_batch(torch.arange(0, 160, 10).numpy(), torch.arange(40, 200, 10).numpy())[:, :PROMPT_LEN]
     cached = model.generate(prompts, 60, use_cache=True)
     full = model.generate(prompts, 60, use_cache=False)
     assert cached.shape == full.shape and torch.equal(cached, full)
     assert cached.unique().numel() > 3  # not a degenerate constant output
+
+
+def test_feature_head_scores_numbers_through_their_features_at_any_range():
+    """number_head=features: the output layer's size does not grow with the number range."""
+    heads = {}
+    for max_number in (199, 5999):
+        cfg = ModelConfig(vocab_size=4 + max_number + 1, max_number=max_number, d_model=16, n_head=2)
+        cfg.number_head = "features"
+        model = CountingTransformer(cfg).eval()
+        heads[max_number] = sum(p.numel() for n, p in model.named_parameters() if n.startswith("head"))
+        with torch.no_grad():
+            logits = model(torch.tensor([[1, 10, 2000 % (max_number + 1), 2]]))
+            assert logits.shape == (1, 4, cfg.vocab_size)
+            model.head_project.weight.zero_()  # numbers' rows vanish with their projection, the specials' stay
+            zeroed = model(torch.tensor([[1, 10, 2000 % (max_number + 1), 2]]))
+        assert torch.equal(zeroed[..., 4:], torch.zeros_like(zeroed[..., 4:]))
+        assert torch.equal(zeroed[..., :4], logits[..., :4])
+    assert heads[199] == heads[5999] == 16 * 4 + 96 * 16
 
 
 def test_generate_stops_each_row_at_eos_and_pads_the_rest():
