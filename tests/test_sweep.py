@@ -27,6 +27,8 @@ def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_
     row = f"standard_{ {'none': 'nope'}.get(paper['model']['pos_encoding'], 'learned') }_up"
     same = load_config(sweep.BASE, {**sweep.ROWS[row].overrides, "train.output_dir": "outputs/paper_count"})
     assert same.to_dict() == paper
+    wide = load_config(sweep.BASE, {**sweep.ROWS["recipe_feature_head_n6000"].overrides, "train.output_dir": "x"})
+    assert wide.to_dict() == load_config("counting_wide", {"train.output_dir": "x"}).to_dict()  # the pretrained row
 
 
 @pytest.mark.slow
