@@ -427,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="where --prompts answers go (default: stdout)")
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--generate", action="store_true", help="score by real decoding (slower; same numbers)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument(
         "data_overrides",
         nargs="*",
@@ -435,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        model, cfg = load_checkpoint(args.checkpoint)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+        if not device.startswith(("cpu", "cuda")) or (device.startswith("cuda") and not torch.cuda.is_available()):
+            raise ValueError(f"--device {device} is not available here; use --device cpu (or auto)")
+        model, cfg = load_checkpoint(args.checkpoint, device)
         override_data(cfg, parse_overrides(args.data_overrides))
         tokenizer = CountingTokenizer(cfg.data.max_number)
         if args.prompts:

@@ -16,7 +16,7 @@ TIMING_STEPS=300 TIMING_LOG=25
 if [[ -n "${SMOKE:-}" ]]; then  # the same path on CPU: tiny model, a few steps, no fp16 (CPU has none)
   ARGS=(--accelerator cpu --logger none model.n_layer=1 model.d_model=32 model.d_ff=64 model.n_head=2
     model.local_heads=1 train.max_steps=4 train.eval_every=4 train.log_every=2 train.warmup_steps=1
-    data.n_ood_val_per_length=1 data.n_test_per_length=1 data.n_val=20 data.data_dir="$OUT/data")
+    data.n_ood_val_per_length=1 data.n_test_per_length=1 data.n_val=20 data.test_max_len=80 data.data_dir="$OUT/data")
   PRECISIONS=(32-true bf16-mixed)
   TIMING_STEPS=6 TIMING_LOG=2
 else
@@ -51,7 +51,7 @@ echo "|---|---|---|---|" >>"$OUT/scores.md"
 for dir in "$OUT"/counting_config_seed* "$OUT"/seed_system_seed*; do
   ckpt="$dir/checkpoints/best.ckpt"
   for split in test val; do python evaluate.py --checkpoint "$ckpt" --split "$split" --json "$dir/$split.json" >/dev/null; done
-  python evaluate.py --checkpoint "$ckpt" --min_len 151 --max_len 200 --json "$dir/151_200.json" >/dev/null
+  python evaluate.py --checkpoint "$ckpt" --min_len 151 --max_len 200 --per_length 2 --json "$dir/151_200.json" >/dev/null
   python - "$dir" >>"$OUT/scores.md" <<'EOF'
 import json, pathlib, sys
 d = pathlib.Path(sys.argv[1])

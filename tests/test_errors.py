@@ -145,6 +145,10 @@ def test_evaluation_overrides_may_not_change_the_trained_model(untrained_ckpt, o
     assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), override), *words)
 
 
+def test_an_unknown_evaluation_device_is_refused(untrained_ckpt):
+    assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--device", "tpu"), "--device tpu")
+
+
 def test_unwritable_output_dir_and_existing_checkpoints_are_refused(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
