@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from config import ConfigError, ExperimentConfig, load_config, parse_overrides  # noqa: E402
+from config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
 from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
 from utils import git_commit  # noqa: E402
@@ -150,7 +150,11 @@ def finished_record(cfg: ExperimentConfig) -> dict | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("config") == comparable(cfg.to_dict()) else None
+    try:  # keys added since the run was made take their defaults, which reproduce what it computed
+        saved = comparable(from_dict(record.get("config") or {}).to_dict())
+    except ConfigError:  # a record of an option since removed
+        return None
+    return record if saved == comparable(cfg.to_dict()) else None
 
 
 def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:

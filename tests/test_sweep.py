@@ -31,6 +31,18 @@ def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_
     assert wide.to_dict() == load_config("counting_wide", {"train.output_dir": "x"}).to_dict()  # the pretrained row
 
 
+def test_a_record_made_before_a_new_config_key_still_counts_as_finished(tmp_path):
+    cfg = sweep.row_config("recipe", 0, tmp_path, {})
+    saved = sweep.comparable(cfg.to_dict())
+    del saved["model"]["number_head"]  # written before the key existed; its default reproduces the run
+    Path(cfg.train.output_dir).mkdir(parents=True)
+    (Path(cfg.train.output_dir) / "record.json").write_text(json.dumps({"config": saved}))
+    assert sweep.finished_record(cfg) == {"config": saved}
+    saved["model"]["n_layer"] += 1  # a different model is not this run
+    (Path(cfg.train.output_dir) / "record.json").write_text(json.dumps({"config": saved}))
+    assert sweep.finished_record(cfg) is None
+
+
 @pytest.mark.slow
 def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
