@@ -4,8 +4,8 @@
     python experiments/sweep.py --study --quick           # minutes: the same path, two rows, 300 steps
     python experiments/sweep.py --rows recipe --seeds 0-14 --out experiments/results/recipe
     python experiments/sweep.py --report                  # rewrite tables and figure from finished runs
-    python experiments/sweep.py --rows recipe_n600,recipe_minus_value_bias_n600,standard_nope_up_n600 \
-        --runs outputs/wide --out experiments/results/wide   # numbers 0..599 (experiments/extrapolate.py)
+    python experiments/sweep.py --rows recipe_feature_head_n6000 --jobs 2 --runs outputs/wide \
+        --out experiments/results/wide   # numbers 0..5999; the other wide rows: experiments/extrapolate.py
 
 Every row is named by what it is against one of two references: the standard transformer
 (`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`). Each run keeps the checkpoint
@@ -364,7 +364,7 @@ def parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", action="store_true", help="every row: 5 seeds (3 where seeds 0-2 all fail)")
-    parser.add_argument("--rows", help=f"comma list of rows instead: {', '.join(ROWS)}")
+    parser.add_argument("--rows", help=f"comma list of rows (or of panels: up, both, wide) instead: {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings side by side; threads are split between them")
     parser.add_argument("--threads", type=int, help="threads per training (default: the cores split between jobs)")
@@ -384,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             train_and_score(args.one, args.seed, runs, extra)
             return 0
         names = list(QUICK_ROWS) if args.quick else args.rows.split(",") if args.rows else None
+        panels = {r.panel for r in ROWS.values()}
+        names = names and [
+            m for n in names for m in ([k for k, r in ROWS.items() if r.panel == n] if n in panels else [n])
+        ]
         names = names or (STUDY_ROWS if args.study or args.report else None)
         if not names:
             parser.error("choose --study, --quick, --report or --rows")
