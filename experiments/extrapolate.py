@@ -133,11 +133,11 @@ def figure(results: dict[str, list[dict]], path: Path) -> None:
         for name, runs in results.items()
     }
     with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):
-        fig, ax = plt.subplots(figsize=(8, 6.2))
+        fig, ax = plt.subplots(figsize=(9.5, 6.4))
         length_curve_figure(curves, TRAIN_MAX_LEN, f"Trained on lengths <= {TRAIN_MAX_LEN}", ax=ax)
         ax.set_xscale("log")
         ax.set_xlim(20, 8000)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=11)  # below: no line hidden
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=10)  # below: no line hidden
         fig.tight_layout()
         fig.savefig(path, dpi=130)
     plt.close(fig)
