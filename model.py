@@ -273,9 +273,15 @@ class CountingTransformer(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, pos, numbers, None if caches is None else caches[i])
         x = self.ln_f(x)
-        if self.cfg.number_head == "features":  # numbers share output features, so rows seen rarely still fit
-            return torch.cat([self.head(x), x @ self.head_project(self.head_features).T], dim=-1)  # (B, T, vocab)
-        return self.head(x)
+        if self.cfg.number_head == "free":
+            return self.head(x)
+        # numbers share output features, so rows seen rarely still fit; a cached decode projects them once
+        rows = None if caches is None else caches[-1].get("number_rows")
+        if rows is None:
+            rows = self.head_project(self.head_features)  # (max_number+1, C)
+            if caches is not None:
+                caches[-1]["number_rows"] = rows
+        return torch.cat([self.head(x), x @ rows.T], dim=-1)  # (B, T, vocab)
 
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:

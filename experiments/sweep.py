@@ -104,20 +104,16 @@ def wide_rows(n: int, feature_head: bool = False) -> dict[str, Row]:
     the two recipe rows build their numbers' output rows from the number features (model.number_head)."""
     wide = {"data.max_number": n - 1, "data.data_dir": f"data/n{n}"}
     recipe, words = ("recipe_feature_head", "the recipe + feature head") if feature_head else ("recipe", "the recipe")
-    if feature_head:
-        wide["model.number_head"] = "features"
+    head = {"model.number_head": "features"} if feature_head else {}  # the recipe rows only
     return {
-        f"{recipe}_n{n}": Row(wide, f"{words}, numbers 0..{n - 1}", "wide"),
+        f"{recipe}_n{n}": Row({**wide, **head}, f"{words}, numbers 0..{n - 1}", "wide"),
         f"{recipe}_minus_value_bias_n{n}": Row(
-            {**ROWS["recipe_minus_value_bias"].overrides, **wide}, f"{words} without the value bias, 0..{n - 1}", "wide"
+            {**ROWS["recipe_minus_value_bias"].overrides, **wide, **head},
+            f"{words} without the value bias, 0..{n - 1}",
+            "wide",
         ),
         f"standard_nope_up_n{n}": Row(
-            {
-                **ROWS["standard_nope_up"].overrides,
-                **wide,
-                "model.number_head": "free",
-                "data.data_dir": f"data/n{n}_up",
-            },
+            {**ROWS["standard_nope_up"].overrides, **wide, "data.data_dir": f"data/n{n}_up"},
             f"standard, no positions, counting up (paper_count), 0..{n - 1}",
             "wide",
         ),
