@@ -82,14 +82,20 @@ def encode_batch(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(ids)
 
 
+def answer_mask(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, T-1) True where tokens[:, 1:] is an answer token (after '>', EoS included): what is predicted."""
+    mask = tokens[:, 1:] != PAD
+    mask[:, : PROMPT_LEN - 1] = False  # targets SoS.. '>' are given, not predicted
+    return mask
+
+
 def answer_loss(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy and token accuracy on answer tokens only (after '>', EoS included).
 
     logits (B, T-1, V) are the model's predictions for tokens[:, 1:]; prompt and pad targets are masked.
     """
     targets = tokens[:, 1:]
-    mask = targets != PAD
-    mask[:, : PROMPT_LEN - 1] = False  # targets SoS.. '>' are given, not predicted
+    mask = answer_mask(tokens)
     loss = torch.nn.functional.cross_entropy(logits[mask].float(), targets[mask])
     accuracy = (logits[mask].argmax(-1) == targets[mask]).float().mean()
     return loss, accuracy

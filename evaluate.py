@@ -1,20 +1,25 @@
-"""Generation accuracy: the one scorer used by training callbacks, train.py, debug tools and this CLI.
+"""Generation accuracy: the one scorer used by both trainers, the study, the debug tools and this CLI.
 
-python evaluate.py --checkpoint CKPT [--split test] [--min_len 151 --max_len 200] [--json FILE] [data.KEY=VALUE ...]
+python evaluate.py --checkpoint CKPT                      # every test pair: 70-150, those not in ood_val
+python evaluate.py --checkpoint CKPT --all_pairs --min_len 6 --max_len 60 --json FILE
+python evaluate.py --checkpoint CKPT --all_pairs --min_len 1000 --max_len 1000 --per_length 200 --sample_seed 3
+python evaluate.py --checkpoint CKPT --split val          # one split file
 python evaluate.py --checkpoint CKPT --prompts prompts.txt --output answers.txt
 """
 
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.stats import beta
 
-from config import ConfigError, ExperimentConfig, apply_overrides, from_dict, parse_overrides
+from config import ConfigError, DataConfig, ExperimentConfig, apply_overrides, from_dict, parse_overrides
 from data_generation import (
     EOS,
     PAD,
@@ -22,20 +27,28 @@ from data_generation import (
     SPLITS,
     CountingTokenizer,
     DataError,
-    answer_loss,
+    answer_mask,
     encode_batch,
     ensure_splits,
     pairs_of_length,
     seq_length,
     target_answer,
 )
-from model import CountingTransformer
+from model import CountingTransformer, KVCache
 
 FAILURES = ("correct", "start", "direction", "miscount", "early_stop", "no_stop")
+# The bar a run must meet, on every pair it was not chosen on: error rates at most these.
+BAR = {"test": 0.01, "test_length": 0.03, "in_distribution": 0.005}
+PAIR_CAP = 400  # a scored length with more pairs than this (wide number ranges) is sampled down to it
 
 
 class CheckpointError(Exception):
     """A checkpoint path is missing, damaged or not ours; the message says so."""
+
+
+def error_upper95(errors: int, pairs: int) -> float:
+    """One-sided 95% upper bound of the error rate (exact binomial, Clopper-Pearson); 0 of n gives about 3/n."""
+    return 1.0 if errors >= pairs else float(beta.ppf(0.95, errors + 1, pairs - errors))
 
 
 @dataclass
@@ -62,6 +75,23 @@ class GenerationResult:
         lengths = self.lengths
         return {int(n): float(self.correct[lengths == n].mean()) for n in np.unique(lengths)}
 
+    def counts(self) -> dict:
+        """Pairs and errors, overall, by kind and by length, with the error rate's 95% upper bound (JSON-ready)."""
+        lengths, wrong = self.lengths, ~self.correct
+        errors = int(wrong.sum())
+        by_length = {
+            str(n): {"pairs": int((lengths == n).sum()), "errors": int(wrong[lengths == n].sum())}
+            for n in np.unique(lengths)
+        }
+        return {
+            "pairs": len(self.pairs),
+            "errors": errors,
+            "exact_match": 1 - errors / max(1, len(self.pairs)),
+            "error_rate_upper95": error_upper95(errors, len(self.pairs)),
+            "kinds": {kind: int((self.failure == kind).sum()) for kind in FAILURES[1:]},
+            "by_length": by_length,
+        }
+
     def summary(self) -> dict:
         """Overall exact match, the worst length, and how often each kind of first error occurs."""
         by_len = self.by_length()
@@ -75,6 +105,21 @@ class GenerationResult:
             "n": len(self.pairs),
             **({} if self.answer_loss is None else {"answer_loss": self.answer_loss}),
         }
+
+
+def worst_length_error(counts: dict) -> float:
+    """The highest error rate of any single length in a counts() dict."""
+    return max(c["errors"] / c["pairs"] for c in counts["by_length"].values())
+
+
+def meets_bar(sets: dict[str, dict]) -> bool:
+    """Test error <= 1% and <= 3% at every length, in-distribution error <= 0.5%, each over every pair scored."""
+    test, in_dist = sets["test"], sets["in_distribution"]
+    return bool(
+        test["errors"] <= BAR["test"] * test["pairs"]
+        and worst_length_error(test) <= BAR["test_length"]
+        and in_dist["errors"] <= BAR["in_distribution"] * in_dist["pairs"]
+    )
 
 
 def selection_score(summary: dict) -> float:
@@ -98,14 +143,23 @@ def classify(k: int, want: int, got: int) -> str:
     return "start" if k == 0 else "direction" if k == 1 else "miscount"
 
 
+# Tokens per scoring batch: small batches keep each layer's (B, heads, T, T) mask in cache on a CPU.
+TOKENS_PER_BATCH = 4096
+
+
 def _by_length_batches(pairs: np.ndarray, batch_size: int):
-    """Index batches of pairs sorted by length, so each batch pads little and stops early."""
-    order = np.argsort(seq_length(pairs[:, 0], pairs[:, 1]), kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    """Index batches of pairs sorted by length (little padding), each at most batch_size pairs and about
+    TOKENS_PER_BATCH tokens."""
+    lengths = seq_length(pairs[:, 0], pairs[:, 1])
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        size = min(batch_size, max(1, TOKENS_PER_BATCH // int(lengths[order[start]])))
+        yield order[start : start + size]
+        start += size
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate_answers(
     model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, extra: int = 8, use_cache: bool = True
 ) -> list[list[int]]:
@@ -137,27 +191,21 @@ def _teacher_forced(model: CountingTransformer, tokens: torch.Tensor) -> tuple[t
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     B, T = inputs.shape
-    n = int((targets[:, PROMPT_LEN - 1 :] != PAD).sum())
+    answer = answer_mask(tokens)
     block = max(1, EVAL_BUDGET // (B * model.cfg.n_head * T))
-    if block >= T:
-        logits = model(inputs)
-        return logits.argmax(-1), answer_loss(logits, tokens)[0].item() * n
-    answer = targets != PAD
-    answer[:, : PROMPT_LEN - 1] = False  # the prompt's tokens are given, not predicted
-    caches = [{} for _ in model.blocks]
+    cache = None if block >= T else KVCache(model.cfg.n_layer)
     preds, loss = [], 0.0
-    for start in range(0, T, block):
-        logits = model(inputs[:, start : start + block], caches, start=start)  # (B, block, V)
+    for start in range(0, T, min(block, T)):
+        logits = model(inputs[:, start : start + block], cache)  # (B, block, V)
         mask = answer[:, start : start + block]
         preds.append(logits.argmax(-1))
         if mask.any():
-            loss += F.cross_entropy(
-                logits[mask].float(), targets[:, start : start + block][mask], reduction="sum"
-            ).item()
+            picked = targets[:, start : start + block][mask]
+            loss += F.cross_entropy(logits[mask].float(), picked, reduction="sum").item()
     return torch.cat(preds, dim=1), loss
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _first_errors_teacher_forced(model: CountingTransformer, pairs: np.ndarray, batch_size: int):
     """(first error index, wanted id, predicted id) per pair, and the mean answer loss, from one
     teacher-forced pass over the true sequence.
@@ -185,6 +233,15 @@ def _first_errors_teacher_forced(model: CountingTransformer, pairs: np.ndarray, 
     return k_all, want_all, got_all, loss_sum / max(1, n_answer_tokens)
 
 
+def first_divergence(output: list[int], target: list[int]) -> tuple[int, int, int]:
+    """(answer index, wanted id, written id) of the first place a generated answer leaves the target; -1s if none."""
+    for k, want in enumerate(target):
+        got = output[k] if k < len(output) else PAD
+        if got != want:
+            return k, want, got
+    return -1, -1, -1
+
+
 def evaluate_pairs(model: CountingTransformer, pairs: np.ndarray, batch_size: int = 512, generate: bool = False):
     """Score greedy answers for every pair: the project's one accuracy function.
 
@@ -193,21 +250,13 @@ def evaluate_pairs(model: CountingTransformer, pairs: np.ndarray, batch_size: in
     """
     if generate:
         outputs, loss = generate_answers(model, pairs, batch_size), None
-        firsts = [_first_divergence(o, target_answer(a, b)) for o, (a, b) in zip(outputs, pairs.tolist())]
-        k, want, got = (np.array(x) for x in zip(*firsts))
+        firsts = [first_divergence(o, target_answer(a, b)) for o, (a, b) in zip(outputs, pairs.tolist())]
+        k, want, got = (np.array(x) for x in zip(*firsts)) if firsts else (np.zeros(0, int),) * 3
     else:
         outputs = None
         k, want, got, loss = _first_errors_teacher_forced(model, pairs, batch_size)
-    failure = np.array([classify(*x) for x in zip(k.tolist(), want.tolist(), got.tolist())])
+    failure = np.array([classify(*x) for x in zip(k.tolist(), want.tolist(), got.tolist())], dtype="<U10")
     return GenerationResult(pairs, failure, first_error=k, first_wrong=got, outputs=outputs, answer_loss=loss)
-
-
-def _first_divergence(output: list[int], target: list[int]) -> tuple[int, int, int]:
-    for k, want in enumerate(target):
-        got = output[k] if k < len(output) else PAD
-        if got != want:
-            return k, want, got
-    return -1, -1, -1
 
 
 def _length_buckets(lengths, width: int) -> dict[int, list[int]]:
@@ -259,84 +308,25 @@ def examples(model: CountingTransformer, result: GenerationResult, tokenizer: Co
     return [format_example(tokenizer, r["pair"], r["output"], r["correct"]) for r in rows]
 
 
+def format_counts(counts: dict) -> str:
+    """'0 errors in 13,932 pairs (exact; error rate < 0.022% at 95%)' or '12 errors in 9,515 pairs (99.87%; ...)'."""
+    e, n = counts["errors"], counts["pairs"]
+    score = "exact" if e == 0 else f"{1 - e / n:.2%} right"
+    return f"{e:,} errors in {n:,} pairs ({score}; error rate < {counts['error_rate_upper95']:.3%} at 95%)"
+
+
 def format_report(result: GenerationResult, title: str) -> str:
-    """A readable per-length table: buckets of 10, then every length."""
-    s = result.summary()
-    lines = [
-        f"{title}: exact match {s['exact_match']:.1%} over {s['n']} sequences "
-        f"(worst length {s['min_over_lengths']:.1%}; all numbers right {s['numbers_right']:.1%}, "
-        f"stop errors {s['stop_error_rate']:.1%})",
-        "first errors: " + ", ".join(f"{k} {s[k + '_rate']:.1%}" for k in FAILURES[1:]),
-        "by bucket:    " + "  ".join(f"{k[4:]} {v:.0%}" for k, v in bucket_table(result.by_length()).items()),
-        "every length:",
-    ]
-    items = [f"{n:>3}:{acc:>5.0%}" for n, acc in result.by_length().items()]
-    lines += ["  " + "  ".join(items[i : i + 10]) for i in range(0, len(items), 10)]
+    """Overall counts and kinds of first error, then every length: pairs, errors, exact match, upper bound."""
+    c = result.counts()
+    lines = [f"{title}: {format_counts(c)}", "first errors: " + ", ".join(f"{k} {v}" for k, v in c["kinds"].items())]
+    lines.append("length   pairs  errors   exact   error < (95%)")
+    for n, x in c["by_length"].items():
+        up = error_upper95(x["errors"], x["pairs"])
+        lines.append(f"{n:>6} {x['pairs']:>7,} {x['errors']:>7,} {1 - x['errors'] / x['pairs']:>7.1%} {up:>10.2%}")
     return "\n".join(lines)
 
 
-def length_curve_figure(
-    curves: dict[str, list[dict[int, float]]], train_max_len: int, title: str = "", ax=None, bucket: int = 1
-):
-    """Exact match vs length: one line per name (median over its runs, min-max shaded), training range marked.
-
-    bucket > 1 averages each run over lengths [k*bucket, (k+1)*bucket) first, so many lines stay
-    readable. Draws into ax if given (for a panel of a larger figure); returns the figure.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax)
-    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors  # one colour per line
-    for i, (name, runs) in enumerate(curves.items()):
-        runs = [_bucketed(run, bucket) for run in runs]
-        lengths = sorted(set().union(*runs))
-        grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])
-        color, width = palette[i % len(palette)], 2.5 if i == 0 else 1.5  # the first name: thicker, on top
-        label = f"{name} (n={len(runs)})"
-        ax.plot(lengths, np.nanmedian(grid, 0), ".-", ms=3, color=color, lw=width, zorder=3 - (i > 0), label=label)
-        if len(runs) > 1:  # the same colour as its line
-            ax.fill_between(lengths, np.nanmin(grid, 0), np.nanmax(grid, 0), color=color, alpha=0.2)
-    ax.axvspan(0, train_max_len + 0.5, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
-    ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
-    ax.set_title(title or "Counting: generation accuracy by length")
-    ax.legend(loc="lower left", **({} if bucket > 1 else {"fontsize": 8}))
-    fig.tight_layout()
-    return fig
-
-
-def _bucketed(by_length: dict[int, float], width: int) -> dict[float, float]:
-    """Mean accuracy per bucket of `width` lengths, keyed by the mean length it covers (for plotting)."""
-    if width <= 1:
-        return by_length
-    buckets = list(_length_buckets(by_length, width).values())
-    if len(buckets) > 1 and len(buckets[-1]) < width // 2:  # a lone last length (e.g. 200) joins its neighbours
-        buckets[-2:] = [buckets[-2] + buckets[-1]]
-    return {float(np.mean(ns)): float(np.mean([by_length[n] for n in ns])) for ns in buckets}
-
-
-# Number features that lost to the recipe; their code is at this commit. Each key: the value meaning "off".
-LAST_COMMIT_WITH_RETIRED = "33474da"
-RETIRED_OFF = {"number_waves": "random", "value_waves": 0, "thermometer": False}
-
-
-def _retired_options(model_section: dict) -> str:
-    """Drop retired keys a checkpoint holds at their "off" value; name the first one it really used."""
-    if model_section.get("number_encoding") == "value":
-        return "model.number_encoding=value"
-    saved_before_number_waves = "number_waves" not in model_section and "value_bias" not in model_section
-    if model_section.get("number_encoding") == "order+code" and saved_before_number_waves:
-        return "model.number_waves=harmonic"  # the only waves then
-    for key, off in RETIRED_OFF.items():
-        value = model_section.pop(key, off)
-        if value != off:
-            return f"model.{key}={value}"
-    return ""
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTransformer, object]:
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTransformer, ExperimentConfig]:
     """Rebuild the model and its config from a Lightning or train.py checkpoint (no Lightning needed)."""
     path = Path(path)
     if not path.is_file():
@@ -350,12 +340,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
     config = ckpt.get("hyper_parameters", {}).get("config") if isinstance(ckpt, dict) else None
     if config is None or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of this project (no config or state_dict inside)")
-    retired = _retired_options(config.get("model", {}))
-    if retired:
-        raise CheckpointError(
-            f"{path} uses {retired}, removed after commit {LAST_COMMIT_WITH_RETIRED}; "
-            f"score it from that commit (git checkout {LAST_COMMIT_WITH_RETIRED})"
-        )
     try:
         cfg = from_dict(config)
         model = CountingTransformer(cfg.model).to(device)
@@ -363,34 +347,95 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
         model.load_state_dict(state)
     except (ConfigError, RuntimeError, TypeError) as err:
         first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"{path} does not fit this version of the model: {first}") from None
+        raise CheckpointError(
+            f"{path} does not fit this version of the model: {first}; docs/history.md names the commit that reads it"
+        ) from None
     model.eval()
     return model, cfg
 
 
 def pairs_for_range(
-    min_len: int, max_len: int, max_number: int, per_length: int, seed: int = 0, direction: str = "both"
+    min_len: int,
+    max_len: int,
+    max_number: int,
+    per_length: int | None = None,
+    seed: int = 0,
+    direction: str = "both",
+    exclude: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Up to per_length random distinct pairs at every length in [min_len, max_len] (of `direction`)."""
+    """Every pair (of `direction`) at each length in [min_len, max_len] that is not in `exclude`;
+    with per_length, a length with more is sampled down to that many (different for each seed)."""
     if not 6 <= min_len <= max_len:
         raise ValueError(f"lengths must satisfy 6 <= --min_len <= --max_len, got {min_len}..{max_len}")
     if max_len - 6 > max_number:
         raise ValueError(f"length {max_len} needs numbers up to {max_len - 6}, beyond max_number={max_number}")
     rng = np.random.default_rng(seed)
+    excluded = np.zeros(0, dtype=np.int64) if exclude is None else exclude[:, 0] * (max_number + 1) + exclude[:, 1]
     chunks = []
     for n in range(min_len, max_len + 1):
         pool = pairs_of_length(n, max_number, direction)
-        chunks.append(pool[rng.permutation(len(pool))[:per_length]])
+        pool = pool[~np.isin(pool[:, 0] * (max_number + 1) + pool[:, 1], excluded)]
+        if per_length is not None and len(pool) > per_length:
+            pool = pool[np.sort(rng.choice(len(pool), per_length, replace=False))]
+        chunks.append(pool)
     return np.concatenate(chunks)
+
+
+def pair_count(min_len: int, max_len: int, max_number: int, direction: str) -> int:
+    """How many pairs the lengths [min_len, max_len] hold in all."""
+    return sum(len(pairs_of_length(n, max_number, direction)) for n in range(min_len, max_len + 1))
+
+
+def report_sets(data: DataConfig, ood_val: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, str]]:
+    """The sets a finished run is reported on, each every pair of its lengths that selection never saw
+    (lengths with more than PAIR_CAP pairs sampled down, differently for each seed): {name: (pairs, label)}."""
+    far = min(data.test_max_len + 50, data.max_number + 6)
+    ranges = {
+        "in_distribution": (data.train_min_len, data.train_max_len),
+        "test": (data.test_min_len, data.test_max_len),
+        "far": (data.test_max_len + 1, far),
+    }
+    return {
+        name: (pairs_for_range(lo, hi, data.max_number, PAIR_CAP, seed, data.direction, ood_val), f"{lo}-{hi}")
+        for name, (lo, hi) in ranges.items()
+        if lo <= hi
+    }
+
+
+def score_sets(model: CountingTransformer, data: DataConfig, ood_val: np.ndarray, seed: int = 0, batch_size=512):
+    """counts() of the model on each of report_sets, with its length range and whether it was sampled."""
+    out = {}
+    for name, (pairs, label) in report_sets(data, ood_val, seed).items():
+        lo, hi = map(int, label.split("-"))
+        total = pair_count(lo, hi, data.max_number, data.direction)
+        counts = evaluate_pairs(model, pairs, batch_size).counts()
+        out[name] = {"range": label, "sampled": len(pairs) < total - _in_range(ood_val, lo, hi), **counts}
+    return out
+
+
+def _in_range(pairs: np.ndarray, lo: int, hi: int) -> int:
+    lengths = seq_length(pairs[:, 0], pairs[:, 1])
+    return int(((lengths >= lo) & (lengths <= hi)).sum())
+
+
+def sets_line(sets: dict[str, dict]) -> str:
+    """One line: errors / pairs on each reported set, and whether the run is exact or meets the bar."""
+    names = {"in_distribution": "in-distribution", "test": "test", "far": "longer"}
+    parts = [
+        f"{names[k]} {s['range']}: {s['errors']:,}/{s['pairs']:,} errors{' (sampled)' if s['sampled'] else ''}".strip()
+        for k, s in sets.items()
+    ]
+    exact = all(s["errors"] == 0 for s in sets.values())
+    verdict = "exact on all" if exact else "meets the bar" if meets_bar(sets) else "misses the bar"
+    return f"Scored on every pair it was not chosen on: {', '.join(parts)}; {verdict}"
 
 
 def read_prompts(path: Path, tokenizer: CountingTokenizer) -> np.ndarray:
     """(a, b) pairs from a file of `SoS a b >` lines; errors name the line."""
     if not path.is_file():
         raise ValueError(f"prompt file {path} not found")
-    lines = path.read_text().splitlines()
     pairs = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -412,29 +457,47 @@ def override_data(cfg: ExperimentConfig, overrides: dict) -> None:
         raise ConfigError("data.max_number sets the model's vocabulary; a trained checkpoint keeps its own")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Score a checkpoint by greedy generation, per length.")
-    parser.add_argument("--checkpoint", required=True, help="a .ckpt from train_lightning.py or train.py")
-    parser.add_argument("--split", default="test", choices=SPLITS, help="split to score (default: test)")
-    parser.add_argument(
-        "--data_dir", default=None, help="split folder (default: the checkpoint's data.data_dir; made if missing)"
-    )
-    parser.add_argument("--min_len", type=int, help="score fresh sequences of these lengths instead of a split")
-    parser.add_argument("--max_len", type=int, help="upper end of --min_len's range (inclusive)")
-    parser.add_argument("--per_length", type=int, default=10, help="sequences per length with --min_len (default 10)")
-    parser.add_argument("--json", help="also write {overall, by_length, summary} to this file")
-    parser.add_argument("--prompts", help="file of 'SoS a b >' lines to answer instead of scoring")
-    parser.add_argument("--output", help="where --prompts answers go (default: stdout)")
-    parser.add_argument("--batch_size", type=int, default=512)
-    parser.add_argument("--generate", action="store_true", help="score by real decoding (slower; same numbers)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument(
-        "data_overrides",
-        nargs="*",
-        metavar="data.KEY=VALUE",
-        help="change the checkpoint's data config, e.g. data.n_ood_val_per_length=20 (older checkpoints had 5)",
-    )
-    args = parser.parse_args(argv)
+    add = parser.add_argument
+    add("--checkpoint", required=True, help="a .ckpt from train_lightning.py or train.py")
+    add("--all_pairs", action="store_true", help="every pair of --min_len..--max_len not in ood_val (the default)")
+    add("--min_len", type=int, help="shortest length scored (default: the test range, 70)")
+    add("--max_len", type=int, help="longest length scored, inclusive (default: the test range, 150)")
+    add("--per_length", type=int, help="a sample of at most this many pairs per length (default: every pair)")
+    add("--sample_seed", type=int, default=0, help="which sample --per_length draws (default 0)")
+    add("--split", choices=SPLITS, help="score one split file instead (test.txt holds 10 pairs per length)")
+    add("--data_dir", help="split folder (default: the checkpoint's data.data_dir; made if missing)")
+    add("--json", help="also write pairs, errors, the 95%% upper bound and per-length counts to this file")
+    add("--prompts", help="file of 'SoS a b >' lines to answer instead of scoring")
+    add("--output", help="where --prompts answers go (default: stdout)")
+    add("--batch_size", type=int, default=512, help="most pairs per scoring batch")
+    add("--generate", action="store_true", help="score by real decoding (slower; same numbers)")
+    add("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    add("data_overrides", nargs="*", metavar="data.KEY=VALUE", help="change the checkpoint's data config")
+    return parser
+
+
+def _pairs_to_score(args, cfg: ExperimentConfig) -> tuple[np.ndarray, str]:
+    """The pairs the command asks for and a title that says what they are."""
+    if args.data_dir:
+        cfg.data.data_dir = args.data_dir
+    splits = ensure_splits(cfg.data)
+    if args.split:
+        return splits[args.split], f"{args.split} split"
+    lo = cfg.data.test_min_len if args.min_len is None else args.min_len
+    hi = cfg.data.test_max_len if args.max_len is None else args.max_len
+    d = cfg.data
+    pairs = pairs_for_range(lo, hi, d.max_number, args.per_length, args.sample_seed, d.direction, splits["ood_val"])
+    total, left_out = pair_count(lo, hi, d.max_number, d.direction), _in_range(splits["ood_val"], lo, hi)
+    what = f"every {d.direction if d.direction == 'up' else 'two-way'} pair"
+    if len(pairs) < total - left_out:
+        what = f"a sample (seed {args.sample_seed}) of at most {args.per_length} pairs per length of {total:,}"
+    return pairs, f"lengths {lo}-{hi}, {what}" + (f", {left_out:,} ood_val pairs left out" if left_out else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
         if not device.startswith(("cpu", "cuda")) or (device.startswith("cuda") and not torch.cuda.is_available()):
@@ -443,35 +506,31 @@ def main(argv: list[str] | None = None) -> int:
         override_data(cfg, parse_overrides(args.data_overrides))
         tokenizer = CountingTokenizer(cfg.data.max_number)
         if args.prompts:
-            pairs = read_prompts(Path(args.prompts), tokenizer)
-            if cfg.data.direction == "up" and (pairs[:, 0] > pairs[:, 1]).any():
-                n_down = int((pairs[:, 0] > pairs[:, 1]).sum())
-                print(f"warning: {n_down} prompt(s) count down; this model only ever saw up counts", file=sys.stderr)
-            answers = generate_answers(model, pairs, args.batch_size)
-            text = "".join(tokenizer.decode(o) + "\n" for o in answers)
-            Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
-            return 0
-        if args.min_len is not None or args.max_len is not None:
-            lo = cfg.data.test_min_len if args.min_len is None else args.min_len
-            hi = cfg.data.test_max_len if args.max_len is None else args.max_len
-            pairs = pairs_for_range(lo, hi, cfg.data.max_number, args.per_length, direction=cfg.data.direction)
-            title = f"lengths {lo}-{hi}"
-        else:
-            if args.data_dir:
-                cfg.data.data_dir = args.data_dir
-            pairs, title = ensure_splits(cfg.data)[args.split], f"{args.split} split"
+            return _answer_prompts(model, cfg, tokenizer, args)
+        pairs, title = _pairs_to_score(args, cfg)
+        started = time.perf_counter()
         result = evaluate_pairs(model, pairs, args.batch_size, generate=args.generate)
+        seconds = time.perf_counter() - started
         print(format_report(result, title))
+        print(f"scored {len(pairs):,} pairs in {seconds:.1f} s ({len(pairs) / max(seconds, 1e-9):,.0f} pairs/s)")
         for line in examples(model, result, tokenizer, 5):
             print("  " + line)
         if args.json:
-            summary = result.summary()
-            by_length = {str(k): v for k, v in result.by_length().items()}
-            payload = {"overall": summary["exact_match"], "by_length": by_length, "summary": summary}
-            Path(args.json).write_text(json.dumps(payload, indent=2) + "\n")
+            payload = {"checkpoint": str(args.checkpoint), "scored": title, **result.counts()}
+            Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
     except (CheckpointError, DataError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _answer_prompts(model, cfg: ExperimentConfig, tokenizer: CountingTokenizer, args) -> int:
+    pairs = read_prompts(Path(args.prompts), tokenizer)
+    n_down = int((pairs[:, 0] > pairs[:, 1]).sum())
+    if cfg.data.direction == "up" and n_down:
+        print(f"warning: {n_down} prompt(s) count down; this model only ever saw up counts", file=sys.stderr)
+    text = "".join(tokenizer.decode(o) + "\n" for o in generate_answers(model, pairs, args.batch_size))
+    Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
     return 0
 
 

@@ -31,14 +31,14 @@ from evaluate import (
     evaluate_pairs,
     example_rows,
     format_example,
-    length_curve_figure,
     selection_score,
 )
 from model import CountingTransformer
+from plots import length_curve_figure
 from utils import configure_optimizer, git_commit, step_seed
 
-EVAL_SPLITS = ("val", "ood_val", "test")
-MONITOR = "ood_val/selection_score"  # checkpoints are ranked on ood_val only (selection_score); test is reported
+EVAL_SPLITS = ("val", "ood_val")  # scored at every evaluation; the full test sets once, at the end (utils)
+MONITOR = "ood_val/selection_score"  # checkpoints are ranked on ood_val only (selection_score)
 
 
 class CountingModule(pl.LightningModule):
@@ -121,10 +121,9 @@ class CountingModule(pl.LightningModule):
 class GenerationEval(pl.Callback):
     """After each validation: greedy generation on val and ood_val, logged overall and per length.
 
-    test is scored only when the ood_val selection score improves (so the best checkpoint's test
-    score is always known) and at the last step; it never chooses anything. Examples (mistakes
-    first) and the accuracy-vs-length curve come from val and ood_val. The run's last step is always
-    evaluated, even when max_steps is not a multiple of eval_every.
+    ood_val chooses the checkpoint; test is scored once, on the chosen checkpoint after training.
+    Examples (mistakes first) and the accuracy-vs-length curve come from val and ood_val. The run's
+    last step is always evaluated, even when max_steps is not a multiple of eval_every.
     """
 
     def __init__(self, n_examples: int = 6, limit: int | None = None):
@@ -155,8 +154,6 @@ class GenerationEval(pl.Callback):
         step = trainer.global_step
         lines, curves, results = [f"step {step}:"], {}, {}
         for split in EVAL_SPLITS:
-            if split == "test" and not (self._improves(results["ood_val"]) or step >= trainer.max_steps):
-                continue
             pairs = module.splits[split][: self.limit]
             results[split] = result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
             summary = result.summary()
@@ -164,7 +161,7 @@ class GenerationEval(pl.Callback):
             module.log(f"{split}/min_over_lengths", summary["min_over_lengths"])
             for key in ("numbers_right", "stop_error_rate", "direction_rate", "no_stop_rate", "early_stop_rate"):
                 module.log(f"{split}/{key}", summary[key])
-            if split != "val":
+            if split == "ood_val":
                 for bucket, acc in bucket_table(result.by_length()).items():
                     module.log(f"{split}/exact_match/{bucket}", acc)
             lines.append(
@@ -178,8 +175,7 @@ class GenerationEval(pl.Callback):
                 module.log("ood_val/best_exact_match", self.best)
                 module.log("ood_val/answer_loss", summary["answer_loss"])
                 module.log(MONITOR, torch.tensor(selection_score(summary), dtype=torch.float64))
-            if split != "test":
-                curves[split] = result.by_length()
+            curves[split] = result.by_length()
         if self._improves(results["ood_val"]):
             self.best_score = selection_score(results["ood_val"].summary())
             self.best_scores = {"step": step, **{k: r.summary()["exact_match"] for k, r in results.items()}}

@@ -98,15 +98,66 @@ class NumberEmbedding(nn.Module):
         return torch.where(is_number, feats, emb)
 
 
-def rope_rotate(x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Rotary embedding of x (B, nh, T, hs) at integer positions pos (T,)."""
-    hs = x.shape[-1]
-    inv_freq = 1.0 / (10000 ** (torch.arange(0, hs, 2, device=x.device, dtype=torch.float32) / hs))
+def rope_tables(pos: torch.Tensor, hs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles at integer positions pos (T,), each (T, hs/2)."""
+    inv_freq = 1.0 / (10000 ** (torch.arange(0, hs, 2, device=pos.device, dtype=torch.float32) / hs))
     angles = pos.to(torch.float32)[:, None] * inv_freq[None, :]  # (T, hs/2)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return angles.cos(), angles.sin()
+
+
+def rope_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding of x (B, nh, T, hs) with the tables of rope_tables."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x[..., 0::2], x[..., 1::2]
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
     return out.flatten(-2)
+
+
+class KVCache:
+    """Every layer's keys and values for the tokens seen so far, their numbers (for the value bias),
+    and the feature head's number rows: what a cached decode or a blocked scoring pass carries along."""
+
+    def __init__(self, n_layer: int):
+        self.k: list[torch.Tensor | None] = [None] * n_layer
+        self.v: list[torch.Tensor | None] = [None] * n_layer
+        self.numbers: torch.Tensor | None = None  # (B, S) the number of every cached token, NaN for specials
+        self.number_rows: torch.Tensor | None = None  # (max_number+1, C) feature-head rows, projected once
+
+    @property
+    def length(self) -> int:
+        return 0 if self.k[0] is None else self.k[0].shape[2]
+
+
+@dataclass
+class AttentionContext:
+    """What every layer's attention shares in one forward pass, built once by AttentionContext.build."""
+
+    rope: tuple[torch.Tensor, torch.Tensor] | None  # cos, sin (T, hs/2) for rotary heads
+    log_keys: torch.Tensor | None  # (nh, T) log of how many keys each query sees (Scalable-Softmax)
+    allowed: torch.Tensor | None  # (nh, T, S) causal, and within the window for local heads; None: plain causal
+    blocked: torch.Tensor | None  # (nh, T, S) 0 where allowed, -inf elsewhere (value bias)
+    gap: torch.Tensor | None  # (B, 1, T, S) v_key - v_query between two numbers, 0 otherwise (value bias)
+
+    @staticmethod
+    def build(cfg: "ModelConfig", numbers: torch.Tensor | None, n_past: int, T: int, device) -> "AttentionContext":
+        """numbers (B, S): every key's number (NaN for specials) when the value bias is on."""
+        nh, nl = cfg.n_head, cfg.local_heads
+        pos = torch.arange(n_past, n_past + T, device=device)  # (T,)
+        rope = rope_tables(pos, cfg.d_model // nh) if cfg.pos_encoding == "rope" or nl else None
+        log_keys = None
+        if cfg.scalable_softmax:  # the query at position t sees n = t+1 keys (at most a window if local)
+            n_keys = torch.arange(n_past + 1, n_past + T + 1, device=device, dtype=torch.float32)
+            log_keys = torch.log(torch.stack([n_keys.clamp(max=cfg.local_window)] * nl + [n_keys] * (nh - nl)))
+        allowed = blocked = gap = None
+        if nl or cfg.value_bias or (n_past and T > 1):
+            k_pos = torch.arange(n_past + T, device=device)[None, :]
+            causal = k_pos <= pos[:, None]  # (T, S)
+            local = causal & (pos[:, None] - k_pos < cfg.local_window)
+            allowed = torch.stack([local] * nl + [causal] * (nh - nl))
+        if cfg.value_bias:
+            blocked = torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
+            gap = (numbers[:, None, :] - numbers[:, -T:, None]).nan_to_num(0.0)[:, None]  # 0 unless both numbers
+        return AttentionContext(rope, log_keys, allowed, blocked, gap)
 
 
 class CausalSelfAttention(nn.Module):
@@ -127,64 +178,46 @@ class CausalSelfAttention(nn.Module):
         if cfg.value_bias:  # one slope per global head: +1 looks up the number line, -1 down
             self.value_slope = nn.Parameter(torch.tensor([(-1.0) ** h for h in range(cfg.n_head - cfg.local_heads)]))
 
-    def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, numbers: torch.Tensor | None, cache: dict | None = None
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: AttentionContext, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
-        nh, nl = self.cfg.n_head, self.cfg.local_heads
-        q, k, v = self.qkv(x).split(C, dim=2)
-        q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nh, C // nh).transpose(1, 2)
-        v = v.view(B, T, nh, C // nh).transpose(1, 2)
-        if self.cfg.pos_encoding == "rope":
-            q, k = rope_rotate(q, pos), rope_rotate(k, pos)
-        elif nl:  # only the local heads are rotary
-            q = torch.cat([rope_rotate(q[:, :nl], pos), q[:, nl:]], dim=1)
-            k = torch.cat([rope_rotate(k[:, :nl], pos), k[:, nl:]], dim=1)
-        if cache is not None:  # append to the cache; attend over everything seen so far
-            if "k" in cache:
-                k = torch.cat([cache["k"], k], dim=2)
-                v = torch.cat([cache["v"], v], dim=2)
-            cache["k"], cache["v"] = k, v
-        key_numbers = numbers
-        if cache is not None and self.cfg.value_bias:
-            if "numbers" in cache:
-                key_numbers = torch.cat([cache["numbers"], numbers], dim=1)
-            cache["numbers"] = key_numbers
-        n_past = k.shape[2] - T
+        q, k, v = (t.view(B, T, self.cfg.n_head, -1).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        q, k = self._rotate(q, ctx), self._rotate(k, ctx)  # (B, nh, T, hs)
+        if cache is not None:  # attend over everything seen so far
+            if cache.k[layer] is not None:
+                k, v = torch.cat([cache.k[layer], k], dim=2), torch.cat([cache.v[layer], v], dim=2)
+            cache.k[layer], cache.v[layer] = k, v
         logit_scale = 1.0
-        if self.cfg.scalable_softmax:  # the query at position t sees n = t+1 keys (at most a window if local)
-            n_keys = torch.arange(n_past + 1, n_past + T + 1, device=x.device, dtype=q.dtype)
-            n_keys = torch.stack([n_keys.clamp(max=self.cfg.local_window)] * nl + [n_keys] * (nh - nl))  # (nh, T)
-            logit_scale = self.ssmax_scale.view(1, nh, 1, 1) * torch.log(n_keys).view(1, nh, T, 1)
+        if ctx.log_keys is not None:  # Scalable-Softmax: queries scaled by s_h * log n
+            logit_scale = self.ssmax_scale.view(1, -1, 1, 1) * ctx.log_keys.to(q.dtype)[None, :, :, None]
             q = q * logit_scale
-        mask = self._mask(T, n_past, x.device)
-        if self.cfg.value_bias:  # a float mask: the value bias where attention is allowed, -inf elsewhere
-            gap = (key_numbers[:, None, :] - numbers[:, :, None]).nan_to_num(0.0)  # (B, T, S), 0 unless both numbers
-            slope = torch.cat([self.value_slope.new_zeros(nl), self.value_slope]).view(1, nh, 1, 1)  # local: none
-            if self.cfg.value_bias_scaled:  # keep its balance with the content scores at every length
-                slope = slope * logit_scale
-            mask = (slope * gap[:, None]).masked_fill(~mask, float("-inf"))  # (B, nh, T, S)
         y = F.scaled_dot_product_attention(
             q,
             k,
             v,
-            is_causal=mask is None and T > 1,
-            attn_mask=mask,
+            is_causal=ctx.allowed is None and T > 1,
+            attn_mask=self._mask(ctx, logit_scale),
             dropout_p=self.dropout if self.training else 0.0,
         )  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return F.dropout(self.proj(y), self.dropout, self.training)
 
-    def _mask(self, T: int, n_past: int, device: torch.device) -> torch.Tensor | None:
-        """Boolean (nh, T, n_past+T) mask, or None when plain causal attention (is_causal) will do."""
-        if not self.cfg.local_heads and not self.cfg.value_bias and (n_past == 0 or T == 1):
-            return None
-        q_pos = torch.arange(n_past, n_past + T, device=device)[:, None]
-        k_pos = torch.arange(n_past + T, device=device)[None, :]
-        causal = k_pos <= q_pos  # (T, S)
-        local = causal & (q_pos - k_pos < self.cfg.local_window)
-        return torch.stack([local] * self.cfg.local_heads + [causal] * (self.cfg.n_head - self.cfg.local_heads))
+    def _rotate(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """Rotary positions on every head (pos_encoding=rope) or on the local heads only."""
+        nl = self.cfg.local_heads
+        if self.cfg.pos_encoding == "rope":
+            return rope_rotate(x, *ctx.rope)
+        if nl:
+            return torch.cat([rope_rotate(x[:, :nl], *ctx.rope), x[:, nl:]], dim=1)
+        return x
+
+    def _mask(self, ctx: AttentionContext, logit_scale) -> torch.Tensor | None:
+        """The boolean mask, or with the value bias a float one: the bias where allowed, -inf elsewhere."""
+        if not self.cfg.value_bias:
+            return ctx.allowed
+        slope = torch.cat([self.value_slope.new_zeros(self.cfg.local_heads), self.value_slope]).view(1, -1, 1, 1)
+        if self.cfg.value_bias_scaled:  # keep its balance with the content scores at every length
+            slope = slope * logit_scale
+        return torch.addcmul(ctx.blocked, slope, ctx.gap)  # (B, nh, T, S)
 
 
 class MLP(nn.Module):
@@ -208,10 +241,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.mlp = MLP(cfg)
 
-    def forward(
-        self, x: torch.Tensor, pos: torch.Tensor, numbers: torch.Tensor | None, cache: dict | None = None
-    ) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), pos, numbers, cache)
+    def forward(self, x: torch.Tensor, ctx: AttentionContext, cache: KVCache | None, layer: int) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), ctx, cache, layer)
         return x + self.mlp(self.ln2(x))
 
 
@@ -254,9 +285,10 @@ class CountingTransformer(nn.Module):
             return torch.randint(0, self.cfg.max_positions - T + 1, (B,), device=device)
         return torch.zeros(B, dtype=torch.long, device=device)
 
-    def forward(self, idx: torch.Tensor, caches: list[dict] | None = None, start: int = 0) -> torch.Tensor:
-        """Logits (B, T, vocab) for tokens idx (B, T) sitting at positions start..start+T-1."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for tokens idx (B, T); with a cache they follow the cache's tokens."""
         B, T = idx.shape
+        start = 0 if cache is None else cache.length
         if start + T > self.cfg.max_positions and self.cfg.pos_encoding in ("learned", "sinusoidal"):
             raise ValueError(f"sequence of {start + T} tokens exceeds max_positions={self.cfg.max_positions}")
         pos = torch.arange(start, start + T, device=idx.device)  # (T,)
@@ -266,22 +298,30 @@ class CountingTransformer(nn.Module):
         elif self.cfg.pos_encoding == "sinusoidal":
             x = x + self.pos_table_fixed[pos]
         x = self.drop(x)
-        numbers = None  # (B, T) each token's number, NaN for specials: only the value bias reads them
-        if self.cfg.value_bias:
-            numbers = (idx - self.cfg.number_offset).float()
-            numbers = numbers.masked_fill((numbers < 0) | (numbers > self.cfg.max_number), float("nan"))
+        ctx = AttentionContext.build(self.cfg, self._key_numbers(idx, cache), start, T, idx.device)
         for i, block in enumerate(self.blocks):
-            x = block(x, pos, numbers, None if caches is None else caches[i])
+            x = block(x, ctx, cache, i)
         x = self.ln_f(x)
         if self.cfg.number_head == "free":
             return self.head(x)
         # numbers share output features, so rows seen rarely still fit; a cached decode projects them once
-        rows = None if caches is None else caches[-1].get("number_rows")
+        rows = None if cache is None else cache.number_rows
         if rows is None:
             rows = self.head_project(self.head_features)  # (max_number+1, C)
-            if caches is not None:
-                caches[-1]["number_rows"] = rows
+            if cache is not None:
+                cache.number_rows = rows
         return torch.cat([self.head(x), x @ rows.T], dim=-1)  # (B, T, vocab)
+
+    def _key_numbers(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor | None:
+        """(B, S) the number of every token attended to, NaN for specials; only the value bias reads them."""
+        if not self.cfg.value_bias:
+            return None
+        numbers = (idx - self.cfg.number_offset).float()
+        numbers = numbers.masked_fill((numbers < 0) | (numbers > self.cfg.max_number), float("nan"))
+        if cache is not None:
+            numbers = numbers if cache.numbers is None else torch.cat([cache.numbers, numbers], dim=1)
+            cache.numbers = numbers
+        return numbers
 
     @torch.no_grad()
     def generate(self, prompts: torch.Tensor, max_new_tokens: int, use_cache: bool = True) -> torch.Tensor:
@@ -294,9 +334,9 @@ class CountingTransformer(nn.Module):
         limit = max_new_tokens
         if self.cfg.pos_encoding in ("learned", "sinusoidal"):
             limit = min(limit, self.cfg.max_positions - prompts.shape[1])
-        caches = [{} for _ in self.blocks] if use_cache else None
+        cache = KVCache(self.cfg.n_layer) if use_cache else None
         seq = prompts
-        logits = self(prompts, caches)
+        logits = self(prompts, cache)
         done = torch.zeros(B, dtype=torch.bool, device=prompts.device)
         out = []
         for _ in range(limit):
@@ -307,7 +347,7 @@ class CountingTransformer(nn.Module):
             if done.all():
                 break
             if use_cache:
-                logits = self(nxt[:, None], caches, start=seq.shape[1])
+                logits = self(nxt[:, None], cache)
                 seq = torch.cat([seq, nxt[:, None]], dim=1)
             else:
                 seq = torch.cat([seq, nxt[:, None]], dim=1)

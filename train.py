@@ -18,7 +18,15 @@ from config import ConfigError, ExperimentConfig
 from data_generation import PAD, DataError, TrainStream, answer_loss, ensure_splits
 from evaluate import CheckpointError, evaluate_pairs, selection_score
 from model import CountingTransformer
-from utils import build_parser, configure_optimizer, prepare_output_dir, report_run, resolve_config, step_seed
+from utils import (
+    build_parser,
+    configure_optimizer,
+    prepare_output_dir,
+    report_run,
+    resolve_config,
+    score_chosen,
+    step_seed,
+)
 
 
 def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path, **extra) -> None:
@@ -50,8 +58,8 @@ def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dt
 def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | None = None) -> dict:
     """Train, evaluating every eval_every steps and at the last; keep best.ckpt by ood_val selection_score.
 
-    Returns the best evaluation's step and exact match per split. test is scored only when ood_val
-    improves and at the last step, as in train_lightning.py.
+    Returns the best evaluation's step and exact match per split; the chosen checkpoint is then scored
+    on every pair of the report sets, as in train_lightning.py.
     """
     started = time.perf_counter()
     t = cfg.train
@@ -100,8 +108,6 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
             scores = {"ood_val": ood_val["exact_match"]}
             scores["val"] = evaluate_pairs(model, splits["val"], t.eval_batch_size).summary()["exact_match"]
             improved = selection_score(ood_val) > best_score
-            if improved or step == t.max_steps:
-                scores["test"] = evaluate_pairs(model, splits["test"], t.eval_batch_size).summary()["exact_match"]
             print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()), flush=True)
             if improved:
                 best, best_score = {"step": step, **scores}, selection_score(ood_val)
@@ -111,8 +117,9 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
             model.train()
             eval_s, n_evals = eval_s + time.perf_counter() - eval_started, n_evals + 1
             window += time.perf_counter() - eval_started  # throughput counts training time only
-    best_path = {"path": str(ckpt_dir / "best.ckpt")} if best else {}
-    report_run(out, best and {**best, **best_path}, time.perf_counter() - started, eval_s, n_evals)
+    best = best and {**best, "path": str(ckpt_dir / "best.ckpt")}
+    sets, final_s = score_chosen(best, cfg, splits["ood_val"])
+    report_run(out, best, sets, time.perf_counter() - started, eval_s + final_s, n_evals)
     return best
 
 

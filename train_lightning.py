@@ -16,7 +16,7 @@ from config import ConfigError, ExperimentConfig
 from data_generation import DataError
 from evaluate import CheckpointError
 from lightning_model import MONITOR
-from utils import build_parser, prepare_output_dir, report_run, resolve_config
+from utils import build_parser, prepare_output_dir, report_run, resolve_config, score_chosen
 
 DESCRIPTION = "Train a decoder-only transformer to count; score it by greedy generation at unseen lengths."
 
@@ -56,6 +56,19 @@ def _finish_wandb(trainer) -> None:
             wandb.finish()
             if offline:
                 print(f"W&B ran offline; upload with: wandb sync {run_dir}")
+
+
+def log_sets(loggers: list, sets: dict | None, step: int) -> None:
+    """The chosen checkpoint's final scores (test, in_distribution, far): exact match, errors, pairs, and by bucket."""
+    from evaluate import bucket_table
+
+    metrics = {}
+    for name, counts in (sets or {}).items():
+        metrics |= {f"{name}/{key}": counts[key] for key in ("exact_match", "errors", "pairs")}
+        by_length = {int(n): 1 - c["errors"] / c["pairs"] for n, c in counts["by_length"].items()}
+        metrics |= {f"{name}/exact_match/{k}": v for k, v in bucket_table(by_length).items()}
+    for logger in loggers:
+        logger.log_metrics(metrics, step=step)
 
 
 def make_callbacks(cfg: ExperimentConfig, ckpt_dir: Path, fast_dev_run: bool = False) -> list:
@@ -132,11 +145,14 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
         flush=True,
     )
     trainer.fit(module, ckpt_path=resume_from)
-    _finish_wandb(trainer)
     if not fast_dev_run and trainer.is_global_zero:
         scorer = next(c for c in callbacks if isinstance(c, GenerationEval))
         best = scorer.best_scores and {**scorer.best_scores, "path": trainer.checkpoint_callback.best_model_path}
-        report_run(out, best, time.perf_counter() - started, scorer.eval_seconds, scorer.n_evals)
+        sets, final_s = score_chosen(best, cfg, module.splits["ood_val"])
+        log_sets(trainer.loggers, sets, trainer.global_step)
+    _finish_wandb(trainer)
+    if not fast_dev_run and trainer.is_global_zero:
+        report_run(out, best, sets, time.perf_counter() - started, scorer.eval_seconds + final_s, scorer.n_evals)
     return trainer
 
 

@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import torch
@@ -21,7 +22,7 @@ from config import (
     parse_overrides,
     save_config,
 )
-from evaluate import load_checkpoint
+from evaluate import load_checkpoint, score_sets, sets_line
 
 # train.* keys a resumed run may change; any other value must agree with the checkpoint's.
 RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
@@ -124,30 +125,43 @@ def prepare_output_dir(cfg: ExperimentConfig, overwrite: bool = False, resuming:
     return out
 
 
-def report_run(out: Path, best: dict | None, wall_s: float, eval_s: float, n_evals: int) -> None:
-    """Print the closing lines and keep the same figures in OUTPUT_DIR/summary.json."""
-    summary = {"best": best or None, "wall_s": round(wall_s, 1), "eval_s": round(eval_s, 1), "n_evals": n_evals}
-    (Path(out) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(closing_lines(best, wall_s, eval_s, n_evals), flush=True)
+def score_chosen(best: dict | None, cfg: ExperimentConfig, ood_val) -> tuple[dict | None, float]:
+    """The chosen checkpoint scored on every pair of the report sets (evaluate.score_sets), and the seconds it took."""
+    if not best:
+        return None, 0.0
+    started = time.perf_counter()
+    model, _ = load_checkpoint(best["path"])
+    sets = score_sets(model, cfg.data, ood_val, cfg.train.seed, cfg.train.eval_batch_size)
+    return sets, time.perf_counter() - started
 
 
-def closing_lines(best: dict | None, wall_s: float, eval_s: float, n_evals: int) -> str:
-    """The last lines of a run: the best checkpoint's step and scores, then where the time went.
+def report_run(out: Path, best: dict | None, sets: dict | None, wall_s: float, eval_s: float, n_evals: int) -> None:
+    """Print the closing lines and keep the same figures in OUTPUT_DIR/summary.json.
 
-    best holds step, path and the exact match of each scored split (val, ood_val, test).
+    eval_s counts every evaluation, the final scoring of the chosen checkpoint included.
+    """
+    summary = {"best": best or None, "sets": sets, "wall_s": round(wall_s, 1), "eval_s": round(eval_s, 1)}
+    (Path(out) / "summary.json").write_text(json.dumps({**summary, "n_evals": n_evals}, indent=1) + "\n")
+    print(closing_lines(best, sets, wall_s, eval_s, n_evals), flush=True)
+
+
+def closing_lines(best: dict | None, sets: dict | None, wall_s: float, eval_s: float, n_evals: int) -> str:
+    """The last lines of a run: the chosen checkpoint, its errors on every pair scored, where the time went.
+
+    best holds step, path and the exact match of each split scored during training (val, ood_val).
     """
     lines = []
     if best:
-        scores = ", ".join(f"{split} {best[split]:.1%}" for split in ("ood_val", "test", "val") if split in best)
-        lines += [
-            f"Best checkpoint (by ood_val): step {best['step']}, {scores}: {best['path']}",
-            f"Score it: python evaluate.py --checkpoint {best['path']}",
-        ]
+        scores = ", ".join(f"{split} {best[split]:.1%}" for split in ("ood_val", "val") if split in best)
+        lines.append(f"Best checkpoint (by ood_val): step {best['step']}, {scores}: {best['path']}")
+        lines += [sets_line(sets)] if sets else []
+        lines.append(f"Score it: python evaluate.py --checkpoint {best['path']}")
     else:
         lines.append("No evaluation ran, so there is no best checkpoint")
     share = eval_s / wall_s if wall_s > 0 else 0.0
     lines.append(
-        f"Done in {format_seconds(wall_s)}; evaluation {share:.1%} of it ({eval_s:.1f} s over {n_evals} evaluations)"
+        f"Done in {format_seconds(wall_s)}; evaluation {share:.1%} of it ({eval_s:.1f} s: "
+        f"{n_evals} evaluations and the final scoring)"
     )
     return "\n".join(lines)
 

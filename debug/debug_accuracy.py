@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_generation import EOS, PROMPT_LEN, SPLITS, CountingTokenizer, answer_loss, encode_batch, make_splits  # noqa: E402
 from evaluate import (  # noqa: E402
     CheckpointError,
-    _first_divergence,
     classify,
     evaluate_pairs,
+    first_divergence,
     load_checkpoint,
     target_answer,
 )
@@ -83,7 +83,7 @@ def explain(
     """
     a, b = pair
     target = target_answer(a, b)
-    k, want, got = _first_divergence(output, target)  # the comparison evaluate_pairs(generate=True) makes
+    k, want, got = first_divergence(output, target)  # the comparison evaluate_pairs(generate=True) makes
     failure = classify(k, want, got)
 
     def word(ids: list[int], i: int) -> str:

@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import sweep  # noqa: E402
 
 from config import ConfigError, load_config, parse_overrides  # noqa: E402
-from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
+from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E402
+from plots import length_curve_figure  # noqa: E402
 
 LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
 PER_LENGTH = 8  # pairs per length, the same prompts for every model of one direction

@@ -25,13 +25,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides  # noqa: E402
 from data_generation import ensure_splits  # noqa: E402
-from evaluate import evaluate_pairs, length_curve_figure, load_checkpoint, pairs_for_range  # noqa: E402
+from evaluate import (  # noqa: E402
+    evaluate_pairs,
+    load_checkpoint,
+    meets_bar,
+    score_sets,
+    sets_line,
+    worst_length_error,
+)
+from plots import length_curve_figure  # noqa: E402
 from utils import git_commit  # noqa: E402
 
 BASE = "counting_small"  # the recipe; every row is a set of overrides on it
@@ -54,7 +63,6 @@ ENCODINGS = {  # row name part: (words, overrides)
     "sinusoidal": ("sinusoidal", {"model.pos_encoding": "sinusoidal"}),
 }
 UP = {"data.direction": "up", "data.data_dir": "data/up"}  # the paper's task: count up only
-BAR = {"overall": 0.99, "min_length": 0.97, "in_distribution": 0.995}
 HOPELESS = 0.5  # a row whose first 3 seeds all score below this on test stops at 3 seeds
 
 
@@ -141,11 +149,13 @@ def comparable(cfg: dict) -> dict:
 
 
 def finished_record(cfg: ExperimentConfig) -> dict | None:
-    """The run's record.json if it exists and was made with this config, else None."""
+    """The run's record.json if it exists, holds the counts of today's scoring and was made with this config."""
     path = Path(cfg.train.output_dir) / "record.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
+    if "chosen" not in record:  # scored before every pair was: score it again (training is kept)
+        return None
     try:  # keys added since the run was made take their defaults, which reproduce what it computed
         saved = comparable(from_dict(record.get("config") or {}).to_dict())
     except ConfigError:  # a record of an option since removed
@@ -153,25 +163,29 @@ def finished_record(cfg: ExperimentConfig) -> dict | None:
     return record if saved == comparable(cfg.to_dict()) else None
 
 
+def trained(cfg: ExperimentConfig) -> bool:
+    """Whether the run folder holds a finished training of this config (summary.json and its config.yaml)."""
+    out = Path(cfg.train.output_dir)
+    if not ((out / "summary.json").is_file() and (out / "config.yaml").is_file()):
+        return False
+    return comparable(load_config(str(out / "config.yaml")).to_dict()) == comparable(cfg.to_dict())
+
+
 def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
-    """Train one (row, seed) unless its folder already holds a finished run, then score its best checkpoint."""
+    """Train one (row, seed) unless its folder already holds that training, then record the chosen and the
+    last checkpoint on every pair of the report sets (evaluate.score_sets)."""
     from train_lightning import train
 
     cfg = row_config(name, seed, runs, extra)
     out = Path(cfg.train.output_dir)
-    summary_path = out / "summary.json"
-    done = summary_path.is_file() and (out / "config.yaml").is_file()
-    if done:
-        done = comparable(load_config(str(out / "config.yaml")).to_dict()) == comparable(cfg.to_dict())
-    if not done:
+    if not trained(cfg):
         train(cfg, overwrite=True)
-    summary = json.loads(summary_path.read_text())
+    summary = json.loads((out / "summary.json").read_text())
     model, cfg = load_checkpoint(out / "checkpoints" / "best.ckpt")
     splits = ensure_splits(cfg.data)
-    test = evaluate_pairs(model, splits["test"])
-    val = evaluate_pairs(model, splits["val"])
-    far = evaluate_pairs(model, pairs_for_range(151, 200, cfg.data.max_number, 5, direction=cfg.data.direction))
-    s = test.summary()
+    chosen = summary.get("sets") or score_sets(model, cfg.data, splits["ood_val"], seed)
+    last_model, _ = load_checkpoint(out / "checkpoints" / "last.ckpt")
+    same = all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), last_model.state_dict().values()))
     record = {
         "row": name,
         "seed": seed,
@@ -181,17 +195,12 @@ def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
         "eval_share": summary["eval_s"] / summary["wall_s"],
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
         "git_commit": git_commit(),
-        "test": s,
         "ood_val": evaluate_pairs(model, splits["ood_val"]).summary()["exact_match"],  # what chose the checkpoint
-        "in_distribution": val.summary()["exact_match"],
-        "stretch_151_200": far.summary()["exact_match"],
-        "by_length": {str(k): v for r in (val, test, far) for k, v in r.by_length().items()},
+        "chosen": chosen,
+        "last": chosen if same else score_sets(last_model, cfg.data, splits["ood_val"], seed),
+        "meets_bar": meets_bar(chosen),
+        "exact": all(s["errors"] == 0 for s in chosen.values()),
     }
-    record["meets_bar"] = bool(
-        s["exact_match"] >= BAR["overall"]
-        and s["min_over_lengths"] >= BAR["min_length"]
-        and record["in_distribution"] >= BAR["in_distribution"]
-    )
     (out / "record.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
 
@@ -215,7 +224,7 @@ def run_all(
         todo = []
         for name, seed in phase:
             done = [r for (n, _), r in records.items() if n == name]
-            if seed >= 3 and len(done) >= 3 and all(r["test"]["exact_match"] < HOPELESS for r in done):
+            if seed >= 3 and len(done) >= 3 and all(r["chosen"]["test"]["exact_match"] < HOPELESS for r in done):
                 continue
             record = finished_record(row_config(name, seed, runs, extra))
             if record:
@@ -245,37 +254,44 @@ def _child(name: str, seed: int, runs: Path, extra: dict, threads: int) -> dict 
         print(f"!! {name} seed {seed} failed (exit {code}); see {out / 'train.log'}", flush=True)
         return None
     record = json.loads((out / "record.json").read_text())
-    t = record["test"]
-    print(
-        f"== {name} seed {seed}: test {t['exact_match']:.1%} (worst length {t['min_over_lengths']:.0%}), "
-        f"in-dist {record['in_distribution']:.1%}, 151-200 {record['stretch_151_200']:.1%}, "
-        f"direction errors {t['direction_rate']:.1%}, stop errors {t['stop_error_rate']:.1%}, "
-        f"{time.perf_counter() - started:.0f} s",
-        flush=True,
-    )
+    print(f"== {name} seed {seed}: {sets_line(record['chosen'])}; {time.perf_counter() - started:.0f} s", flush=True)
     return record
 
 
+def cell(counts: dict) -> str:
+    """'99.93% (10/13,932)': exact match with errors / pairs; '~' marks a sample of a wide range."""
+    return (
+        f"{counts['exact_match']:.2%} ({counts['errors']:,}/{counts['pairs']:,}{'~' if counts.get('sampled') else ''})"
+    )
+
+
+def median_cell(sets: list[dict]) -> str:
+    """The median seed's cell (by errors; the lower of the two middle seeds for an even count)."""
+    return cell(sorted(sets, key=lambda c: c["errors"])[(len(sets) - 1) // 2])
+
+
+def kinds(counts: dict) -> str:
+    """First errors by kind: start / direction / miscount / stop (early or missing EoS)."""
+    k = counts["kinds"]
+    return f"{k['start']} / {k['direction']} / {k['miscount']} / {k['early_stop'] + k['no_stop']}"
+
+
 def table(records: list[dict]) -> str:
-    """Markdown: one line per row, medians over seeds and the success rate against the bar."""
+    """Markdown: one line per row, the median seed's errors / pairs on each set and the success rates."""
     lines = [
-        "| row | what it is | seeds | meets bar | test 70-150 | worst length | in-dist | 151-200 "
-        "| direction err | miscount | stop err | wall (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| row | what it is | seeds | meets bar | exact | test 70-150 | worst length | in-dist 6-60 | 151-200 "
+        "| last ckpt: test | wall (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r["row"] for r in records):
         rs = [r for r in records if r["row"] == name]
-
-        def med(f, rs=rs) -> float:
-            return float(np.median([f(r) for r in rs]))
-
+        sets = {k: [r["chosen"][k] for r in rs if k in r["chosen"]] for k in ("test", "in_distribution", "far")}
+        worst = float(np.median([worst_length_error(c) for c in sets["test"]]))
         lines.append(
             f"| `{name}` | {ROWS[name].what} | {len(rs)} | {sum(r['meets_bar'] for r in rs)}/{len(rs)} "
-            f"| {med(lambda r: r['test']['exact_match']):.1%} | {med(lambda r: r['test']['min_over_lengths']):.0%} "
-            f"| {med(lambda r: r['in_distribution']):.1%} | {med(lambda r: r['stretch_151_200']):.1%} "
-            f"| {med(lambda r: r['test']['direction_rate']):.1%} | {med(lambda r: r['test']['miscount_rate']):.1%} "
-            f"| {med(lambda r: r['test']['stop_error_rate']):.1%} "
-            f"| {med(lambda r: r['wall_s']):.0f} |"
+            f"| {sum(r['exact'] for r in rs)}/{len(rs)} | {median_cell(sets['test'])} | {1 - worst:.1%} "
+            f"| {median_cell(sets['in_distribution'])} | {median_cell(sets['far']) if sets['far'] else '-'} "
+            f"| {median_cell([r['last']['test'] for r in rs])} | {np.median([r['wall_s'] for r in rs]):.0f} |"
         )
     return "\n".join(lines)
 
@@ -283,20 +299,29 @@ def table(records: list[dict]) -> str:
 def seed_table(records: list[dict]) -> str:
     """Markdown: every run on its own line, so no lucky seed hides behind a median."""
     lines = [
-        "| row | seed | test 70-150 | worst length | in-dist | 151-200 | ood_val | direction err | miscount | stop err "
-        "| best step | wall (s) | meets bar |",
+        "| row | seed | test 70-150 | worst length | in-dist 6-60 | 151-200 | ood_val | test errors: start / direction "
+        "/ miscount / stop | chosen step | last ckpt: test | last ckpt: in-dist | wall (s) | bar |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
-        t = r["test"]
+        c, last = r["chosen"], r["last"]
+        verdict = "exact" if r["exact"] else "yes" if r["meets_bar"] else "no"
+        far = cell(c["far"]) if "far" in c else "-"
         lines.append(
-            f"| `{r['row']}` | {r['seed']} | {t['exact_match']:.1%} | {t['min_over_lengths']:.0%} "
-            f"| {r['in_distribution']:.1%} | {r['stretch_151_200']:.1%} | {r['ood_val']:.1%} "
-            f"| {t['direction_rate']:.1%} | {t['miscount_rate']:.1%} | {t['stop_error_rate']:.1%} "
-            f"| {r['best_step']} | {r['wall_s']:.0f} "
-            f"| {'yes' if r['meets_bar'] else 'no'} |"
+            f"| `{r['row']}` | {r['seed']} | {cell(c['test'])} | {1 - worst_length_error(c['test']):.1%} "
+            f"| {cell(c['in_distribution'])} | {far} | {r['ood_val']:.1%} | {kinds(c['test'])} "
+            f"| {r['best_step']} | {cell(last['test'])} | {cell(last['in_distribution'])} | {r['wall_s']:.0f} "
+            f"| {verdict} |"
         )
     return "\n".join(lines)
+
+
+def curve(record: dict) -> dict[int, float]:
+    """Exact match by length over every set the chosen checkpoint was scored on."""
+    merged = {}
+    for counts in record["chosen"].values():
+        merged |= {int(n): 1 - c["errors"] / c["pairs"] for n, c in counts["by_length"].items()}
+    return dict(sorted(merged.items()))
 
 
 def figure(records: list[dict], path: Path, train_max_len: int) -> None:
@@ -311,11 +336,11 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> None:
 
     curves: dict[str, list[dict[int, float]]] = {}
     for r in records:
-        curves.setdefault(r["row"], []).append({int(k): v for k, v in r["by_length"].items()})
+        curves.setdefault(r["row"], []).append(curve(r))
     panels = {"up": [n for n in curves if ROWS[n].panel == "up"]}
     removals = sorted(
         (n for n in curves if n.startswith("recipe_minus_")),
-        key=lambda n: np.median([r["test"]["exact_match"] for r in records if r["row"] == n]),
+        key=lambda n: np.median([r["chosen"]["test"]["exact_match"] for r in records if r["row"] == n]),
     )[:3]
     both = ["recipe", "standard_nope_both", "standard_nope_both_prefix", *removals]
     panels["both"] = [n for n in both if n in curves]

@@ -10,6 +10,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from config import SMALL_TASK
+from data_generation import load_splits
+from evaluate import pair_count
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +39,9 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
         "test/exact_match",
         "test/exact_match/len_020-029",
         "ood_val/exact_match/len_020-029",
-        "test/stop_error_rate",
+        "ood_val/stop_error_rate",
+        "test/errors",
+        "in_distribution/exact_match",
         "ood_val/best_exact_match",
     ):
         assert tag in tags, tag
@@ -45,7 +49,9 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
     # one per evaluation (Lightning logs them one step early), and one at the last step: 500 is no multiple of 200
     assert len(steps) == 3 and steps[1] - steps[0] == 200 and steps[2] - steps[1] == 100
     test_steps = [e.step for e in acc.Scalars("test/exact_match")]
-    assert set(test_steps) <= set(steps) and test_steps[-1] == steps[-1]  # scored when ood_val improves, and last
+    assert test_steps == [500]  # every test pair, scored once on the chosen checkpoint after training
+    n_test = pair_count(22, 30, 39, "both") - len(load_splits(cfg.data)["ood_val"])  # every pair selection never saw
+    assert acc.Scalars("test/pairs")[0].value == n_test and acc.Scalars("in_distribution/pairs")[0].value > 500
     assert all(0.0 <= e.value <= 1.0 for e in acc.Scalars("val/exact_match"))
     assert "length_curve" in acc.Tags()["images"]
     text_tags = acc.Tags()["tensors"]
@@ -88,8 +94,9 @@ def test_a_run_shorter_than_eval_every_still_ends_scored_and_logged(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "checkpoints" / "best.ckpt").is_file()
     last = proc.stdout.strip().splitlines()
-    assert last[-3].startswith("Best checkpoint (by ood_val): step 40, ood_val ")
-    assert last[-1].startswith("Done in ") and "% of it (" in last[-1] and "over 1 evaluations" in last[-1]
+    assert last[-4].startswith("Best checkpoint (by ood_val): step 40, ood_val ")
+    assert last[-3].startswith("Scored on every pair it was not chosen on: in-distribution 6-20: ")
+    assert last[-1].startswith("Done in ") and "1 evaluations and the final scoring" in last[-1]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best"]["step"] == 40 and summary["n_evals"] == 1 and 0 < summary["eval_s"] < summary["wall_s"]
     acc = EventAccumulator(str(out / "tb"), size_guidance={"scalars": 0, "images": 0})

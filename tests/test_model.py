@@ -6,16 +6,15 @@ import torch
 import evaluate
 from config import load_config
 from data_generation import EOS, PROMPT_LEN, encode_batch
-from evaluate import CheckpointError, load_checkpoint
 from model import (
     NUMBER_ENCODINGS,
     POS_ENCODINGS,
+    AttentionContext,
     CausalSelfAttention,
     CountingTransformer,
     ModelConfig,
     order_code_features,
 )
-from train import save_checkpoint
 
 VARIANTS = (
     [(pe, "learned", False, 0, {}) for pe in POS_ENCODINGS]
@@ -156,13 +155,15 @@ def test_order_stretch_scales_only_the_order_channel_and_only_in_training():
 def _bias_only_attention(slope: float, **kw) -> torch.Tensor:
     """A 2-head attention (1 local, 1 global) with zero queries and keys, so scores are the value bias
     alone, and values that copy the input: returns its output at position 3 for the numbers 10 15 12 11."""
-    attn = CausalSelfAttention(ModelConfig(d_model=8, n_head=2, local_heads=1, local_window=2, value_bias=True, **kw))
+    cfg = ModelConfig(d_model=8, n_head=2, local_heads=1, local_window=2, value_bias=True, **kw)
+    attn = CausalSelfAttention(cfg)
     with torch.no_grad():
         attn.qkv.weight.zero_(), attn.qkv.bias.zero_(), attn.proj.bias.zero_()
         attn.qkv.weight[16:].copy_(torch.eye(8)), attn.proj.weight.copy_(torch.eye(8))
         attn.value_slope.fill_(slope)
         x = torch.eye(8)[None, :4] + torch.eye(8)[None, 4:]  # position t: dims t and 4+t
-        return attn(x, torch.arange(4), torch.tensor([[10.0, 15.0, 12.0, 11.0]]))[0, 3]
+        ctx = AttentionContext.build(cfg, torch.tensor([[10.0, 15.0, 12.0, 11.0]]), n_past=0, T=4, device="cpu")
+        return attn(x, ctx)[0, 3]
 
 
 @pytest.mark.parametrize("slope,picked", [(20.0, 1), (-20.0, 0)])
@@ -178,33 +179,6 @@ def test_scaled_value_bias_grows_with_log_n_like_scalable_softmax_queries():
     assert torch.allclose(out[4:], weights, atol=1e-5)
     unscaled = _bias_only_attention(1.0, scalable_softmax=True)
     assert torch.allclose(unscaled[4:], torch.softmax(torch.tensor([10.0, 15.0, 12.0, 11.0]) - 11, dim=0), atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "saved,message",
-    [
-        ({"number_waves": "harmonic"}, "model.number_waves=harmonic"),
-        ({"thermometer": True}, "model.thermometer=True"),
-        ({"number_encoding": "value"}, "model.number_encoding=value"),
-        ({"number_waves": None}, "model.number_waves=harmonic"),  # saved before number_waves existed
-    ],
-)
-def test_checkpoint_of_a_retired_number_feature_names_the_commit_that_has_it(tmp_path, saved, message):
-    cfg = load_config("counting_small", {"train.output_dir": str(tmp_path)})
-    ckpt = tmp_path / "old.ckpt"
-    save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
-    state = torch.load(ckpt, weights_only=True)
-    model_section = state["hyper_parameters"]["config"]["model"]
-    model_section |= {"number_waves": "random", "value_waves": 0, "thermometer": False}  # as older code wrote them
-    torch.save(state, ckpt)
-    assert load_checkpoint(ckpt)[1].model == cfg.model  # retired keys at their "off" values load as the current config
-    model_section |= saved
-    if saved.get("number_waves", "") is None:  # as written before number_waves (and value_bias) existed
-        del model_section["number_waves"], model_section["value_bias"]
-    torch.save(state, ckpt)
-    with pytest.raises(CheckpointError, match=message) as err:
-        load_checkpoint(ckpt)
-    assert "git checkout 33474da" in str(err.value)
 
 
 def test_counting_config_is_the_recipe_at_the_seed_sizes_and_seed_system_the_seed_model():

@@ -61,8 +61,9 @@ def test_evaluate_cli_scores_the_checkpoint_and_answers_prompts(trained, tmp_pat
     assert evaluate_main(["--checkpoint", str(best), "--split", "val", "--json", str(out_json)]) == 0
     report = json.loads(out_json.read_text())
     assert set(report["by_length"]) == {str(n) for n in range(6, 21)}
-    assert 0.9 <= report["overall"] <= 1.0
-    assert "every length" in capsys.readouterr().out
+    assert 0.9 <= report["exact_match"] <= 1.0 and report["pairs"] == len(load_splits(cfg.data)["val"])
+    assert report["errors"] == sum(c["errors"] for c in report["by_length"].values())
+    assert "length   pairs  errors" in capsys.readouterr().out
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("SoS 3 9 >\nSoS 12 8 >\n")
     answers = tmp_path / "answers.txt"
@@ -91,7 +92,7 @@ def test_evaluate_scores_a_checkpoint_on_a_changed_data_config(trained, tmp_path
     assert evaluate_main([*args, "data.n_ood_val_per_length=4"]) == 0
     n_lengths = cfg.data.test_max_len - cfg.data.test_min_len + 1
     assert cfg.data.n_ood_val_per_length != 4
-    assert json.loads(out_json.read_text())["summary"]["n"] == 4 * n_lengths
+    assert json.loads(out_json.read_text())["pairs"] == 4 * n_lengths
 
 
 @pytest.mark.slow
