@@ -38,23 +38,24 @@ from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E
 from plots import length_curve_figure  # noqa: E402
 
 LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
-PER_LENGTH = 8  # pairs per length, the same prompts for every model of one direction
-KINDS = ("early_stop_rate", "no_stop_rate", "direction_rate", "miscount_rate", "start_rate")
+PER_LENGTH = 200  # pairs per length; a length with fewer (12 at 6,000 of 0..5999) is scored whole
+KINDS = ("early_stop", "no_stop", "direction", "miscount", "start")
 WIDE_ROWS = [n for n, r in sweep.ROWS.items() if r.panel == "wide"]
 TRAIN_MAX_LEN = load_config(sweep.BASE).data.train_max_len  # every wide row trains on the recipe's lengths
 
 
 def score_run(run: Path, lengths: list[int], per_length: int) -> dict:
-    """Score one run's best checkpoint at each length, shortest first; peak memory is this process's so far."""
+    """Score one run's best checkpoint at each length, shortest first, on a sample drawn with the run's own
+    seed (every pair where a length has per_length or fewer); peak memory is this process's so far."""
     model, cfg = load_checkpoint(run / "checkpoints" / "best.ckpt")
     out = {"lengths": lengths, "per_length": per_length, "by_length": {}}
     for length in [n for n in lengths if n - 6 <= cfg.data.max_number]:  # longer counts need larger numbers
-        pairs = pairs_for_range(length, length, cfg.data.max_number, per_length, seed=0, direction=cfg.data.direction)
+        pairs = pairs_for_range(length, length, cfg.data.max_number, per_length, cfg.train.seed, cfg.data.direction)
         started = time.perf_counter()
-        summary = evaluate_pairs(model, pairs, batch_size=per_length).summary()
+        counts = evaluate_pairs(model, pairs, batch_size=8).counts()
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KB
-        out["by_length"][str(length)] = {**summary, "seconds": time.perf_counter() - started, "peak_rss_mb": peak_mb}
-        print(f"{run.name} length {length}: exact match {summary['exact_match']:.0%}", flush=True)
+        out["by_length"][str(length)] = {**counts, "seconds": time.perf_counter() - started, "peak_rss_mb": peak_mb}
+        print(f"{run.name} length {length}: {counts['errors']} errors in {counts['pairs']} pairs", flush=True)
     (run / "extrapolation.json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 
@@ -79,36 +80,32 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
     lengths = sorted({int(n) for runs in results.values() for r in runs for n in r["by_length"]})
     head = "| row | seeds | " + " | ".join(str(n) for n in lengths) + " | first < 99% | first < 50% |"
     lines = [head, "|" + "---|" * (len(lengths) + 4)]
-    kinds = ["| row | length | " + " | ".join(k.removesuffix("_rate") for k in KINDS) + " |"]
-    kinds.append("|" + "---|" * (len(KINDS) + 2))
+    kinds = ["| row | length | errors | " + " | ".join(KINDS) + " |", "|" + "---|" * (len(KINDS) + 3)]
     cost = ["| length | median seconds per run | largest peak memory (MB) |", "|---|---|---|"]
     for name, runs in results.items():
         at = {n: [r["by_length"][str(n)] for r in runs if str(n) in r["by_length"]] for n in lengths}
         med = {n: float(np.median([s["exact_match"] for s in at[n]])) for n in lengths if at[n]}
-        cells = [
-            f"{med[n]:.0%} ({min(s['exact_match'] for s in at[n]):.0%}-{max(s['exact_match'] for s in at[n]):.0%})"
-            if at[n]
-            else "-"
-            for n in lengths
-        ]
+        cells = [_cell(med[n], at[n]) if at[n] else "-" for n in lengths]
         below = [first_below(med, level) for level in (0.99, 0.5)]
         marks = " | ".join(str(b or "-") for b in below)
         lines.append(f"| `{name}` | {len(runs)} | " + " | ".join(cells) + f" | {marks} |")
         for n in lengths:
-            if med.get(n, 1.0) < 1.0:
-                rates = " | ".join(f"{np.median([s[k] for s in at[n]]):.0%}" for k in KINDS)
-                kinds.append(f"| `{name}` | {n} | {rates} |")
+            errors = sum(s["errors"] for s in at[n])
+            if errors:
+                counts = " | ".join(str(sum(s["kinds"][k] for s in at[n])) for k in KINDS)
+                kinds.append(f"| `{name}` | {n} | {errors} | {counts} |")
     for n in lengths:
         runs_at = [r["by_length"][str(n)] for runs in results.values() for r in runs if str(n) in r["by_length"]]
         seconds = np.median([s["seconds"] for s in runs_at])
         cost.append(f"| {n} | {seconds:.2f} | {max(s['peak_rss_mb'] for s in runs_at):.0f} |")
     md = "\n".join(
         [
-            "Exact match by length (median over seeds, min-max in brackets):",
+            "Exact match by length: the median over seeds, then errors / pairs over all seeds together (each seed",
+            "scores its own sample of up to " + f"{PER_LENGTH} pairs per length, every pair where a length has fewer):",
             "",
             *lines,
             "",
-            "Kinds of first error where the median is under 100% (median share of answers):",
+            "Kinds of first error, summed over seeds, where there are any:",
             "",
             *kinds,
             "",
@@ -121,6 +118,12 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
     figure(results, out / "extrapolation.png")
     print(md)
     print(f"Wrote {out}/extrapolation.json, .md and .png")
+
+
+def _cell(median: float, seeds: list[dict]) -> str:
+    """'100% (0/1,000)': the median seed's exact match, then errors / pairs of every seed together."""
+    errors, pairs = sum(s["errors"] for s in seeds), sum(s["pairs"] for s in seeds)
+    return f"{median:.1%} ({errors:,}/{pairs:,})"
 
 
 def figure(results: dict[str, list[dict]], path: Path) -> None:

@@ -36,10 +36,13 @@ def test_a_record_made_before_a_new_config_key_still_counts_as_finished(tmp_path
     saved = sweep.comparable(cfg.to_dict())
     del saved["model"]["number_head"]  # written before the key existed; its default reproduces the run
     Path(cfg.train.output_dir).mkdir(parents=True)
-    (Path(cfg.train.output_dir) / "record.json").write_text(json.dumps({"config": saved}))
-    assert sweep.finished_record(cfg) == {"config": saved}
+    record = Path(cfg.train.output_dir) / "record.json"
+    record.write_text(json.dumps({"config": saved, "chosen": {}}))
+    assert sweep.finished_record(cfg) == {"config": saved, "chosen": {}}
+    record.write_text(json.dumps({"config": saved}))
+    assert sweep.finished_record(cfg) is None  # scored before every pair was: scored again
     saved["model"]["n_layer"] += 1  # a different model is not this run
-    (Path(cfg.train.output_dir) / "record.json").write_text(json.dumps({"config": saved}))
+    record.write_text(json.dumps({"config": saved, "chosen": {}}))
     assert sweep.finished_record(cfg) is None
 
 
@@ -54,7 +57,12 @@ def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
     records = json.loads((out / "results.json").read_text())
     assert [r["row"] for r in records] == ["standard_nope_up", "recipe"]  # the study's row order
     for r in records:
-        assert set(r["by_length"]) >= {"6", "60", "70", "150", "151", "200"} and r["best_step"] == 20
+        assert set(sweep.curve(r)) == set(range(6, 61)) | set(range(70, 201)) and r["best_step"] == 20
+        test = r["chosen"]["test"]
+        every = 7776 if r["row"] == "standard_nope_up" else 15552  # the pairs at 70-150: up only, or both ways
+        assert test["pairs"] == every - 81 * 20 and not test["sampled"]  # less ood_val's 20 per length
+        assert test["errors"] == sum(c["errors"] for c in test["by_length"].values())
+        assert r["last"] == r["chosen"]  # the last evaluation chose it, so the last checkpoint is the chosen one
     assert "| `recipe` | counting_small: the recipe | 1 |" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 10_000
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
