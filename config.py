@@ -33,6 +33,7 @@ class DataConfig:
     direction: str = "both"  # both: count up (a < b) and down (a > b), the seed task; up: a <= b only, the paper's
     sampling: str = "fixed"  # fixed: reshuffle the train split; online: fresh pairs every step
     prefix_fraction: float = 0.0  # NOT the strict task: share of batches that are cut prefixes of long counts
+    pack_len: int = 0  # 0: one example per training row; N: rows of N tokens holding whole examples back to back
     seed: int = 1234  # seed of the split files (the training seed is separate)
     data_dir: str = "data"
 
@@ -40,8 +41,8 @@ class DataConfig:
         _positive(self, "max_number", "n_train", "n_val", "n_test_per_length", "n_ood_val_per_length")
         if not 6 <= self.train_min_len <= self.train_max_len:
             raise ConfigError("data.train_min_len must be >= 6 and <= data.train_max_len")
-        if not self.train_max_len < self.test_min_len <= self.test_max_len:
-            raise ConfigError("data.test_min_len must be longer than data.train_max_len and <= data.test_max_len")
+        if not self.test_min_len <= self.test_max_len:
+            raise ConfigError("data.test_min_len must be <= data.test_max_len")
         if self.test_max_len - 6 > self.max_number:
             raise ConfigError(
                 f"data.test_max_len={self.test_max_len} needs numbers up to {self.test_max_len - 6}, "
@@ -49,6 +50,11 @@ class DataConfig:
             )
         if not 0 <= self.prefix_fraction < 1:
             raise ConfigError("data.prefix_fraction must be in [0, 1)")
+        if self.pack_len and (self.pack_len < self.train_max_len or self.prefix_fraction or self.sampling != "online"):
+            raise ConfigError(
+                "data.pack_len packs fresh examples (data.sampling=online, no prefix_fraction) into rows of at least "
+                f"data.train_max_len={self.train_max_len} tokens; got pack_len={self.pack_len}"
+            )
         if self.direction not in ("both", "up"):
             raise ConfigError(f"data.direction must be 'both' or 'up', got {self.direction!r}")
         if self.sampling not in ("fixed", "online"):
@@ -122,10 +128,11 @@ class ExperimentConfig:
             raise ConfigError(f"model.number_head must be one of {', '.join(NUMBER_HEADS)}, got {m.number_head!r}")
         if m.order_stretch < 1:
             raise ConfigError(f"model.order_stretch must be >= 1 (1 turns it off), got {m.order_stretch}")
-        if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < self.data.test_max_len:
+        longest = max(self.data.test_max_len, self.data.pack_len)
+        if m.pos_encoding in ("learned", "sinusoidal") and m.max_positions < longest:
             raise ConfigError(
-                f"model.max_positions={m.max_positions} is shorter than data.test_max_len={self.data.test_max_len}; "
-                "raise model.max_positions"
+                f"model.max_positions={m.max_positions} is shorter than the longest sequence ({longest} tokens: "
+                "data.test_max_len or data.pack_len); raise model.max_positions"
             )
         m.pad_id, m.eos_id, m.number_offset = PAD, EOS, NUMBER_OFFSET
         m.max_number = self.data.max_number

@@ -83,10 +83,14 @@ def encode_batch(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
 
 
 def answer_mask(tokens: torch.Tensor) -> torch.Tensor:
-    """(B, T-1) True where tokens[:, 1:] is an answer token (after '>', EoS included): what is predicted."""
-    mask = tokens[:, 1:] != PAD
-    mask[:, : PROMPT_LEN - 1] = False  # targets SoS.. '>' are given, not predicted
-    return mask
+    """(B, T-1) True where tokens[:, 1:] is an answer token (after '>', EoS included): what is predicted.
+
+    A row may hold several examples back to back (data.pack_len): a token is an answer when it sits
+    at least PROMPT_LEN places after the latest SoS; the prompts (SoS a b >) are given, not predicted.
+    """
+    place = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+    since_sos = place - torch.where(tokens == SOS, place, 0).cummax(dim=1).values  # (B, T)
+    return (since_sos[:, 1:] >= PROMPT_LEN) & (tokens[:, 1:] != PAD)
 
 
 def answer_loss(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +191,7 @@ def write_splits(cfg: DataConfig) -> dict:
 def _data_params(cfg: DataConfig) -> dict:
     """The parameters that determine the split files (not where they live or how training samples)."""
     params = asdict(cfg)
-    for key in ("data_dir", "sampling", "prefix_fraction"):
+    for key in ("data_dir", "sampling", "prefix_fraction", "pack_len"):
         params.pop(key)
     if params["direction"] == "both":  # the default, left out so folders written before it existed stay valid
         params.pop("direction")
@@ -292,7 +296,9 @@ class TrainStream(torch.utils.data.IterableDataset):
         return self.train_pairs[batches[order[index]]]
 
     def batch_tokens(self, index: int) -> torch.Tensor:
-        """Token ids of batch `index`: whole sequences, or (prefix option) cut long counts."""
+        """Token ids of batch `index`: whole sequences, rows of packed sequences, or (prefix option) cut long counts."""
+        if self.cfg.pack_len:
+            return self._packed_rows(index)
         rng = np.random.default_rng([self.seed, index, 1])
         if rng.random() >= self.cfg.prefix_fraction:
             pairs = self.batch_pairs(index)
@@ -308,10 +314,25 @@ class TrainStream(torch.utils.data.IterableDataset):
         lengths = rng.choice(self.lengths[self.bucket_of_length == bucket], self.batch_size)
         return self._draw_pairs(rng, lengths - 6)
 
+    def _packed_rows(self, step: int) -> torch.Tensor:
+        """batch_size rows of pack_len tokens: whole examples of uniform training lengths back to back, then pad."""
+        rng = np.random.default_rng([self.seed, step])
+        per_row = self.cfg.pack_len // self.cfg.train_min_len  # more examples than a row can hold
+        lengths = rng.integers(self.cfg.train_min_len, self.cfg.train_max_len + 1, (self.batch_size, per_row))
+        pairs = self._draw_pairs(rng, lengths.ravel() - 6)
+        examples = encode_batch(pairs[:, 0], pairs[:, 1]).view(self.batch_size, per_row, -1)
+        fits = torch.from_numpy(np.cumsum(lengths, axis=1) <= self.cfg.pack_len)
+        rows = torch.full((self.batch_size, self.cfg.pack_len), PAD)
+        for i in range(self.batch_size):
+            tokens = examples[i][fits[i]]
+            tokens = tokens[tokens != PAD]  # the row's examples, one after the other
+            rows[i, : len(tokens)] = tokens
+        return rows
+
     def _draw_pairs(self, rng: np.random.Generator, d: np.ndarray) -> np.ndarray:
         """Uniform pairs with |b-a| = d (either direction, or up only), none of them excluded."""
         a = rng.integers(0, self.cfg.max_number + 1 - d)
-        down = (rng.random(self.batch_size) < 0.5) & (self.cfg.direction == "both")  # drawn either way: same stream
+        down = (rng.random(len(d)) < 0.5) & (self.cfg.direction == "both")  # drawn either way: same stream
         pairs = np.stack([np.where(down, a + d, a), np.where(down, a, a + d)], axis=1)
         for _ in range(100):  # resample the few pairs that belong to an excluded split
             bad = self.excluded[pairs[:, 0], pairs[:, 1]]

@@ -392,6 +392,7 @@ def report_sets(data: DataConfig, ood_val: np.ndarray, seed: int = 0) -> dict[st
     far = min(data.test_max_len + 50, data.max_number + 6)
     ranges = {
         "in_distribution": (data.train_min_len, data.train_max_len),
+        "between": (data.train_max_len + 1, data.test_min_len - 1),  # empty when training reaches the test range
         "test": (data.test_min_len, data.test_max_len),
         "far": (data.test_max_len + 1, far),
     }
@@ -420,7 +421,7 @@ def _in_range(pairs: np.ndarray, lo: int, hi: int) -> int:
 
 def sets_line(sets: dict[str, dict]) -> str:
     """One line: errors / pairs on each reported set, and whether the run is exact or meets the bar."""
-    names = {"in_distribution": "in-distribution", "test": "test", "far": "longer"}
+    names = {"in_distribution": "in-distribution", "between": "between", "test": "test", "far": "longer"}
     parts = [
         f"{names[k]} {s['range']}: {s['errors']:,}/{s['pairs']:,} errors{' (sampled)' if s['sampled'] else ''}".strip()
         for k, s in sets.items()
