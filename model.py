@@ -180,6 +180,30 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, ctx: AttentionContext, cache: KVCache | None = None, layer: int = 0):
         B, T, C = x.shape
+        q, k, v, mask = self._inputs(x, ctx, cache, layer)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            is_causal=mask is None and T > 1,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return F.dropout(self.proj(y), self.dropout, self.training)
+
+    def weights(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
+        """The attention pattern (B, nh, T, S) forward computes, written out: for reading a trained model."""
+        q, k, _, mask = self._inputs(x, ctx)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is None:
+            mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=x.device).tril()
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        return torch.softmax(scores, dim=-1)
+
+    def _inputs(self, x: torch.Tensor, ctx: AttentionContext, cache: KVCache | None = None, layer: int = 0):
+        """Queries (rotated, scaled), keys and values over every token seen (B, nh, T or S, hs), and the mask."""
+        B, T, C = x.shape
         q, k, v = (t.view(B, T, self.cfg.n_head, -1).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
         q, k = self._rotate(q, ctx), self._rotate(k, ctx)  # (B, nh, T, hs)
         if cache is not None:  # attend over everything seen so far
@@ -190,16 +214,7 @@ class CausalSelfAttention(nn.Module):
         if ctx.log_keys is not None:  # Scalable-Softmax: queries scaled by s_h * log n
             logit_scale = self.ssmax_scale.view(1, -1, 1, 1) * ctx.log_keys.to(q.dtype)[None, :, :, None]
             q = q * logit_scale
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            is_causal=ctx.allowed is None and T > 1,
-            attn_mask=self._mask(ctx, logit_scale),
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return F.dropout(self.proj(y), self.dropout, self.training)
+        return q, k, v, self._mask(ctx, logit_scale)
 
     def _rotate(self, x: torch.Tensor, ctx: AttentionContext) -> torch.Tensor:
         """Rotary positions on every head (pos_encoding=rope) or on the local heads only."""

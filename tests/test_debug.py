@@ -1,5 +1,6 @@
 """The debug tools run from the repo root as scripts, report what they claim, and fail when they should."""
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py", "stop_margin.py", "close_pairs.py")
-TOOLS += ("direction_flips.py",)
+TOOLS += ("direction_flips.py", "heads.py")
 
 
 def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -191,3 +192,62 @@ def test_setup_wandb_reports_the_mode_and_writes_an_offline_test_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "mode 'offline'" in proc.stdout and "wandb sync" in proc.stdout
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def _reads_end(direction: str = "both") -> CountingTransformer:
+    """A hand-set one-layer model whose head 0 puts all its attention on position 2 (end), head 1 none anywhere."""
+    cfg = load_config("counting_tiny", {"n_layer": 1, "pos_encoding": "learned", "data.direction": direction})
+    model = CountingTransformer(cfg.model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.blocks[0].ln1.weight.fill_(1.0)
+        model.pos_table.weight[2, 0] = 10.0  # only position 2 carries a signal, in dimension 0
+        model.blocks[0].attn.qkv.bias[0] = 10.0  # head 0's query: constant, along dimension 0
+        model.blocks[0].attn.qkv.weight[cfg.model.d_model, 0] = 10.0  # head 0's key: dimension 0 of the input
+    return model.eval()
+
+
+def test_the_matcher_names_a_head_that_attends_to_position_2_read_end():
+    sys.path.insert(0, str(ROOT / "debug"))
+    import heads
+
+    model = _reads_end()
+    pairs = np.array([[3, 12], [15, 4], [0, 9], [30, 20]])
+    rates = heads.match_rates(model, pairs)
+    assert rates["0.0"]["end"] == 1.0 and rates["0.0"]["start"] == 0.0 and rates["0.0"]["largest"] < 1.0
+    roles = heads.head_roles(rates)
+    assert roles["0.0"][0] == "end" and roles["0.1"][0] == ""  # the other head spreads its attention
+    assert heads.best_heads(rates)[SELECT_END]["head"] == "0.0"
+
+
+SELECT_END = 2  # index of "end" in heads.SELECTS
+
+
+def test_silencing_a_head_changes_the_logits_and_restoring_it_restores_them_bit_for_bit():
+    sys.path.insert(0, str(ROOT / "debug"))
+    import heads
+
+    model = CountingTransformer(load_config("counting_small").model).eval()
+    tokens = torch.tensor([[1, 14, 30, 2, 14, 15, 16, 17]])
+    with torch.no_grad():
+        before = model(tokens)
+        with heads.ablated(model, layer=1, head=2):
+            silenced = model(tokens)
+        with heads.slopes(model, -1.0):
+            flipped = model(tokens)
+        after = model(tokens)
+    assert not torch.allclose(before, silenced) and not torch.allclose(before, flipped)
+    assert torch.equal(before, after)
+
+
+@pytest.mark.slow
+def test_heads_tool_reads_a_trained_model_and_writes_its_tables(trained, tmp_path):
+    _, best = trained
+    result = run_tool("heads.py", "--checkpoint", str(best), "--out", str(tmp_path), "--per_length", "2",
+                      "--score_per_length", "3")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (tmp_path / "heads.md").read_text()
+    assert "| head 1.1 mean-ablated |" in table and "| none | " in table
+    saved = json.loads((tmp_path / "heads.json").read_text())
+    assert set(saved["rates"]) == {"0.0", "0.1", "1.0", "1.1"} and (tmp_path / "heads.png").stat().st_size > 10_000

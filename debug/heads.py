@@ -1,0 +1,317 @@
+"""Read the counting program out of a trained model: which head performs which RASP-L step, and what
+breaks without it.
+
+    python debug/heads.py --checkpoint CKPT [--prompt "SoS 17 160 >"] [--out DIR] [--per_length 40]
+
+1. heads.png: every layer x head's attention over the answer positions of one long count, with the
+   keys the program's selects choose drawn in: SoS, start and end (columns), current and previous
+   token (diagonals).
+2. Heads as selects: for each select of the count program, the share of answer positions where a
+   head puts at least half of its attention on the key that select chooses (--per_length pairs per
+   length at 70-150), the best head per select, and what each head does.
+3. Interventions: each head mean-ablated in turn (its output replaced by its mean), the value-bias
+   slopes set to 0 and flipped, then every pair at 70-150 and 6-60 scored with the kinds of first
+   error. Early stops: each head's attention on `end` where the count really ends, elsewhere, and at
+   the positions where the model stops early.
+Writes DIR/heads.json, DIR/heads.md and DIR/heads.png (default DIR: next to the checkpoint).
+"""
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_generation import EOS, NUMBER_OFFSET, PROMPT_LEN, CountingTokenizer, encode_batch  # noqa: E402
+from evaluate import CheckpointError, evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E402
+from model import CountingTransformer  # noqa: E402
+
+SELECTS = ("SoS", "start", "end", "current", "previous", "same value", "largest", "smallest")
+WHAT = {  # the program step each select serves
+    "SoS": "find the example's start",
+    "start": "read start (copy it after '>'; compare with end)",
+    "end": "read end (compare with start; stop where current = end)",
+    "current": "read the current token (step from it)",
+    "previous": "read the previous token",
+    "same value": "find an earlier copy of the current token (end, at the stop)",
+    "largest": "pick the largest number so far (a value comparison)",
+    "smallest": "pick the smallest number so far (a value comparison)",
+}
+MOST = 0.5  # a head "puts most of its attention" on a key when it gives it at least this weight
+
+
+@torch.inference_mode()
+def attention_weights(model: CountingTransformer, tokens: torch.Tensor) -> list[torch.Tensor]:
+    """Each layer's attention pattern (B, nh, T, T) on tokens (B, T), as the model's forward computes it."""
+    seen = []
+    hooks = [b.attn.register_forward_hook(lambda m, args, out: seen.append(m.weights(*args[:2]))) for b in model.blocks]
+    try:
+        model.eval()
+        model(tokens)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def select_keys(tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """For every query position of every row, the key position each select chooses (B, T); -1 where none."""
+    B, T = tokens.shape
+    value = np.where(tokens >= NUMBER_OFFSET, tokens - NUMBER_OFFSET, -1)
+    t = np.broadcast_to(np.arange(T), (B, T))
+    keys = {"SoS": np.zeros((B, T), int), "start": np.ones((B, T), int), "end": np.full((B, T), 2)}
+    keys |= {"current": t.copy(), "previous": t - 1}
+    same, largest, smallest = (np.full((B, T), -1) for _ in range(3))
+    for q in range(1, T):
+        earlier = value[:, :q]
+        match = (earlier == value[:, q : q + 1]) & (value[:, q : q + 1] >= 0)
+        same[:, q] = np.where(match.any(1), match.argmax(1), -1)
+        numbers = value[:, 1 : q + 1]
+        largest[:, q] = 1 + np.where(numbers >= 0, numbers, -1).argmax(1)
+        smallest[:, q] = 1 + np.where(numbers >= 0, numbers, 10**9).argmin(1)
+    return keys | {"same value": same, "largest": largest, "smallest": smallest}
+
+
+def answer_queries(tokens: np.ndarray) -> np.ndarray:
+    """(B, T) True at the positions whose next token is an answer token: '>' and every answer number."""
+    place = np.arange(tokens.shape[1])[None, :]
+    following = np.concatenate([tokens[:, 1:], np.zeros_like(tokens[:, :1])], axis=1)
+    return (place >= PROMPT_LEN - 1) & (following != 0)
+
+
+def match_rates(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
+    """{"L.H": {select: share of answer positions where head H of layer L gives the select's key >= MOST}}."""
+    hits: dict[str, dict[str, list[int]]] = {}
+    for start in range(0, len(pairs), batch):
+        part = pairs[start : start + batch]
+        tokens = encode_batch(part[:, 0], part[:, 1])
+        weights = attention_weights(model, tokens[:, :-1])
+        keys, queries = select_keys(tokens[:, :-1].numpy()), answer_queries(tokens[:, :-1].numpy())
+        for layer, w in enumerate(weights):
+            w = w.numpy()
+            for head in range(w.shape[1]):
+                counts = hits.setdefault(f"{layer}.{head}", {s: [0, 0] for s in SELECTS})
+                for name, key in keys.items():
+                    valid = queries & (key >= 0)
+                    rows, cols = np.nonzero(valid)
+                    counts[name][0] += int((w[rows, head, cols, key[rows, cols]] >= MOST).sum())
+                    counts[name][1] += len(rows)
+    return {h: {s: n / max(1, d) for s, (n, d) in c.items()} for h, c in hits.items()}
+
+
+def best_heads(rates: dict) -> list[dict]:
+    """Per select: the head that matches it most often, its rate, and the runner-up."""
+    rows = []
+    for select in SELECTS:
+        ranked = sorted(rates, key=lambda h: -rates[h][select])
+        rows.append({"select": select, "head": ranked[0], "rate": rates[ranked[0]][select], "next": ranked[1]})
+    return rows
+
+
+def head_roles(rates: dict) -> dict[str, tuple[str, float]]:
+    """Per head: the select it matches best (the program's own steps win ties) and the rate; '' under 50%."""
+    roles = {}
+    for head, r in rates.items():
+        select = max(SELECTS, key=lambda s: (round(r[s], 3), -SELECTS.index(s)))
+        roles[head] = (select if r[select] >= 0.5 else "", r[select])
+    return roles
+
+
+@contextmanager
+def ablated(model: CountingTransformer, layer: int, head: int, mean: torch.Tensor | None = None):
+    """Silence one head: its output (before the output projection) becomes `mean`, or zero."""
+    hs = model.cfg.d_model // model.cfg.n_head
+
+    def replace(module, args):
+        y = args[0].clone()
+        y[..., head * hs : (head + 1) * hs] = 0.0 if mean is None else mean
+        return (y,)
+
+    hook = model.blocks[layer].attn.proj.register_forward_pre_hook(replace)
+    try:
+        yield
+    finally:
+        hook.remove()
+
+
+@contextmanager
+def slopes(model: CountingTransformer, factor: float):
+    """Every value-bias slope times factor (0: no value bias, -1: flipped), restored afterwards."""
+    saved = [b.attn.value_slope.detach().clone() for b in model.blocks]
+    try:
+        with torch.no_grad():
+            for b in model.blocks:
+                b.attn.value_slope.mul_(factor)
+        yield
+    finally:
+        with torch.no_grad():
+            for b, s in zip(model.blocks, saved):
+                b.attn.value_slope.copy_(s)
+
+
+@torch.inference_mode()
+def head_means(model: CountingTransformer, pairs: np.ndarray) -> dict[tuple[int, int], torch.Tensor]:
+    """Each head's mean output (before the output projection) over every position of these sequences."""
+    hs, sums, count = model.cfg.d_model // model.cfg.n_head, {}, 0
+    inputs = []
+    hooks = [
+        b.attn.proj.register_forward_pre_hook(lambda m, args, i=i: inputs.append((i, args[0])))
+        for i, b in enumerate(model.blocks)
+    ]
+    try:
+        tokens = encode_batch(pairs[:, 0], pairs[:, 1])[:, :-1]
+        model(tokens)
+        count = tokens.numel()
+    finally:
+        for h in hooks:
+            h.remove()
+    for layer, y in inputs:
+        for head in range(model.cfg.n_head):
+            sums[layer, head] = y[..., head * hs : (head + 1) * hs].reshape(-1, hs).sum(0) / count
+    return sums
+
+
+def interventions(model: CountingTransformer, sets: dict[str, np.ndarray], means: dict) -> list[dict]:
+    """Errors and kinds of first error on each set: intact, each head mean-ablated, value-bias slopes 0 and flipped."""
+    plans = [("none", None)]
+    plans += [(f"head {layer}.{head} mean-ablated", (layer, head)) for layer, head in means]
+    if model.cfg.value_bias:
+        plans += [("value-bias slopes 0", 0.0), ("value-bias slopes flipped", -1.0)]
+    rows = []
+    for name, plan in plans:
+        if plan is None:
+            context = _nothing()
+        elif isinstance(plan, tuple):
+            context = ablated(model, *plan, mean=means[plan])
+        else:
+            context = slopes(model, plan)
+        with context:
+            rows.append({"intervention": name, **{k: evaluate_pairs(model, p).counts() for k, p in sets.items()}})
+        print(f"  {name}: " + ", ".join(f"{k} {r['errors']}/{r['pairs']}" for k, r in rows[-1].items() if k in sets))
+    return rows
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+@torch.inference_mode()
+def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
+    """Each head's mean weight on `end` (position 2) where the count really ends, at other answer
+    positions, and at the early stops (a number due, EoS the argmax); and the (current, b) of each stop."""
+    sums: dict[str, np.ndarray] = {}  # head -> [sum, count] for true ends, elsewhere, early stops
+    stops = []
+    for start in range(0, len(pairs), batch):
+        part = pairs[start : start + batch]
+        tokens = encode_batch(part[:, 0], part[:, 1])
+        pred, target = model(tokens[:, :-1]).argmax(-1).numpy(), tokens[:, 1:].numpy()
+        queries = answer_queries(tokens[:, :-1].numpy())
+        ends = queries & (target == EOS)  # EoS due next: current = end
+        early = queries & (target >= NUMBER_OFFSET) & (pred == EOS)
+        kinds = (ends, queries & ~ends & ~early, early)
+        rows, cols = np.nonzero(early)
+        stops += [[int(tokens[r, c]) - NUMBER_OFFSET, int(part[r, 1])] for r, c in zip(rows, cols)]
+        for layer, w in enumerate(attention_weights(model, tokens[:, :-1])):
+            on_end = w[:, :, :, 2].numpy()  # (B, nh, T)
+            for head in range(w.shape[1]):
+                acc = sums.setdefault(f"{layer}.{head}", np.zeros((3, 2)))
+                acc += [[on_end[:, head][k].sum(), k.sum()] for k in kinds]
+    names = ("at true ends", "elsewhere", "at early stops")
+    heads = {h: {n: float(a[i, 0] / a[i, 1]) if a[i, 1] else float("nan") for i, n in enumerate(names)}
+             for h, a in sums.items()}  # fmt: skip
+    return {"stops": stops, "heads": heads}
+
+
+def figure(model: CountingTransformer, pair: tuple[int, int], path: Path, title: str = "") -> None:
+    """Every layer x head's attention over one count's answer positions, the selects' keys drawn in."""
+    from plots import heads_figure
+
+    tokens = encode_batch([pair[0]], [pair[1]])[:, :-1]
+    weights = [w[0].numpy() for w in attention_weights(model, tokens)]  # per layer (nh, T, T)
+    fig = heads_figure(weights, PROMPT_LEN - 1, title or f"SoS {pair[0]} {pair[1]} >: attention of every head")
+    fig.savefig(path, dpi=110)
+
+
+def report(result: dict) -> str:
+    """heads.md: the selects table, each head's role, interventions, early stops."""
+    lines = ["| select (program step) | best head | share of answer positions | next best |", "|---|---|---|---|"]
+    for r in result["best"]:
+        rates = result["rates"]
+        lines.append(
+            f"| {r['select']}: {WHAT[r['select']]} | {r['head']} | {r['rate']:.1%} "
+            f"| {r['next']} ({rates[r['next']][r['select']]:.1%}) |"
+        )
+    lines += ["", "| head | matches best | share |", "|---|---|---|"]
+    lines += [f"| {h} | {s or 'nothing (under 50%)'} | {x:.1%} |" for h, (s, x) in result["roles"].items()]
+    names = [k for k in result["interventions"][0] if k != "intervention"]
+    lines += ["", "| intervention | " + " | ".join(f"{n}: errors / pairs" for n in names) + " | first errors (test): "
+              "start / direction / miscount / early stop / no stop |", "|---|" + "---|" * (len(names) + 1)]  # fmt: skip
+    for row in result["interventions"]:
+        k = row["test"]["kinds"]
+        kinds = f"{k['start']} / {k['direction']} / {k['miscount']} / {k['early_stop']} / {k['no_stop']}"
+        cells = " | ".join(f"{row[n]['errors']:,} / {row[n]['pairs']:,}" for n in names)
+        lines.append(f"| {row['intervention']} | {cells} | {kinds} |")
+    stops = result["early_stops"]
+    lines += ["", f"Early stops on the test pairs: {len(stops['stops'])}; (current, b) of the first 20: "
+              + ", ".join(f"({c}, {b})" for c, b in stops["stops"][:20])]  # fmt: skip
+    lines += ["", "| head | weight on end where the count ends | elsewhere | at early stops |", "|---|---|---|---|"]
+    for h, x in stops["heads"].items():
+        lines.append(f"| {h} | {x['at true ends']:.2f} | {x['elsewhere']:.2f} | {x['at early stops']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--prompt", default=None, help="the count drawn (default: the longest test count)")
+    parser.add_argument("--out", help="folder for heads.json/.md/.png (default: the checkpoint's folder)")
+    parser.add_argument("--per_length", type=int, default=40, help="pairs per length at 70-150 for the matching")
+    parser.add_argument("--score_per_length", type=int, default=None, help="interventions: a sample (default all)")
+    args = parser.parse_args(argv)
+    try:
+        model, cfg = load_checkpoint(args.checkpoint)
+        d = cfg.data
+        tokenizer = CountingTokenizer(d.max_number)
+        a = min(17, d.max_number - (d.test_max_len - 6))  # the longest test count, from 17 where it fits
+        pair = tokenizer.parse_prompt(args.prompt) if args.prompt else (a, a + d.test_max_len - 6)
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    figure(model, pair, out / "heads.png")
+    sample = pairs_for_range(d.test_min_len, d.test_max_len, d.max_number, args.per_length, 0, d.direction)
+    rates = match_rates(model, sample)
+    sets = {
+        name: pairs_for_range(lo, hi, d.max_number, args.score_per_length, 0, d.direction)
+        for name, (lo, hi) in {
+            "in_dist": (d.train_min_len, d.train_max_len),
+            "test": (d.test_min_len, d.test_max_len),
+        }.items()  # fmt: skip
+    }
+    print(f"Interventions on {len(sets['in_dist']):,} pairs at {d.train_min_len}-{d.train_max_len} and "
+          f"{len(sets['test']):,} at {d.test_min_len}-{d.test_max_len}:")  # fmt: skip
+    result = {
+        "checkpoint": args.checkpoint,
+        "rates": rates,
+        "best": best_heads(rates),
+        "roles": head_roles(rates),
+        "interventions": interventions(model, sets, head_means(model, sample)),
+        "early_stops": early_stop_attention(model, sets["test"]),
+    }
+    (out / "heads.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "heads.md").write_text(report(result))
+    print(report(result))
+    print(f"Wrote {out}/heads.json, heads.md and heads.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
