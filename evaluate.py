@@ -386,20 +386,24 @@ def pair_count(min_len: int, max_len: int, max_number: int, direction: str) -> i
     return sum(len(pairs_of_length(n, max_number, direction)) for n in range(min_len, max_len + 1))
 
 
-def report_sets(data: DataConfig, ood_val: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, str]]:
-    """The sets a finished run is reported on, each every pair of its lengths that selection never saw
-    (lengths with more than PAIR_CAP pairs sampled down, differently for each seed): {name: (pairs, label)}."""
-    far = min(data.test_max_len + 50, data.max_number + 6)
+def set_ranges(data: DataConfig) -> dict[str, tuple[int, int]]:
+    """The length ranges a finished run is reported on: training, between training and test, test, and up to
+    50 tokens beyond (while the numbers reach); {name: (shortest, longest)}, empty ranges left out."""
     ranges = {
         "in_distribution": (data.train_min_len, data.train_max_len),
         "between": (data.train_max_len + 1, data.test_min_len - 1),  # empty when training reaches the test range
         "test": (data.test_min_len, data.test_max_len),
-        "far": (data.test_max_len + 1, far),
+        "far": (data.test_max_len + 1, min(data.test_max_len + 50, data.max_number + 6)),
     }
+    return {name: (lo, hi) for name, (lo, hi) in ranges.items() if lo <= hi}
+
+
+def report_sets(data: DataConfig, ood_val: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, str]]:
+    """Every pair of each set_ranges range that selection never saw (lengths with more than PAIR_CAP pairs
+    sampled down, differently for each seed): {name: (pairs, label)}."""
     return {
         name: (pairs_for_range(lo, hi, data.max_number, PAIR_CAP, seed, data.direction, ood_val), f"{lo}-{hi}")
-        for name, (lo, hi) in ranges.items()
-        if lo <= hi
+        for name, (lo, hi) in set_ranges(data).items()
     }
 
 

@@ -37,6 +37,7 @@ from evaluate import (  # noqa: E402
     load_checkpoint,
     meets_bar,
     score_sets,
+    set_ranges,
     sets_line,
     worst_length_error,
 )
@@ -70,7 +71,7 @@ HOPELESS = 0.5  # a row whose first 3 seeds all score below this on test stops a
 class Row:
     overrides: dict
     what: str  # what the row is, against its reference, in a few words
-    panel: str  # "up" (the paper's task) or "both" (the seed's task)
+    panel: str  # "up" (the paper's task), "both" (the seed's task), "wide", "length" or "control"
 
 
 ROWS = {
@@ -103,6 +104,22 @@ ROWS = {
         "both",
     ),
     "recipe_minus_online_sampling": Row({"data.sampling": "fixed"}, "recipe on the fixed 5000-pair split", "both"),
+    # The paper's layout (rule P, docs/baselines.md): 256-token rows of whole examples, 8 rows a step (the tokens
+    # of 64 single examples), learned positions starting at a random offset.
+    "standard_learned_up_packed": Row(
+        {**STANDARD, **UP, **ENCODINGS["learned"][1], "data.pack_len": 256, "train.batch_size": 8},
+        "standard, learned + random offsets, counting up, examples packed into 256-token rows",
+        "up",
+    ),
+    # The smallest change: the standard model plus the value bias and nothing else of the recipe.
+    **{
+        f"standard_nope_{task}_plus_value_bias": Row(
+            {**STANDARD, **ENCODINGS["nope"][1], **({} if task == "both" else UP), "model.value_bias": True},
+            f"standard, no positions, + the value bias, {words}",
+            task,
+        )
+        for task, words in (("both", "both directions"), ("up", "counting up"))
+    },
 }
 
 
@@ -128,8 +145,24 @@ def wide_rows(n: int, feature_head: bool = False) -> dict[str, Row]:
     }
 
 
+def length_rows(enc: str) -> dict[str, Row]:
+    """paper_count's model trained on lengths up to 20 ... 50 (the paper's figure; 60 is its own row), and on
+    6-150 (the realizability control: 70-150 is then in distribution)."""
+    up = {**ROWS[f"standard_{enc}_up"].overrides}
+    words = ENCODINGS[enc][0]
+    return {
+        f"standard_{enc}_up_train{n}": Row(
+            {**up, "data.train_max_len": n, "data.data_dir": f"data/up_train{n}"},
+            f"standard, {words}, counting up, trained on lengths <= {n}",
+            "length" if n < 70 else "control",
+        )
+        for n in (20, 30, 40, 50, 150)
+    }
+
+
 ROWS |= wide_rows(600) | wide_rows(6000, feature_head=True)  # 10x and 100x training; experiments/extrapolate.py
-STUDY_ROWS = [n for n, r in ROWS.items() if r.panel != "wide"]
+ROWS |= length_rows("nope")
+STUDY_ROWS = [n for n, r in ROWS.items() if r.panel in ("up", "both")]
 QUICK_ROWS = ("recipe", "standard_nope_up")
 QUICK = {"train.max_steps": "300", "train.eval_every": "150"}
 
@@ -154,7 +187,7 @@ def finished_record(cfg: ExperimentConfig) -> dict | None:
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    if "chosen" not in record:  # scored before every pair was: score it again (training is kept)
+    if set(record.get("chosen", {})) != set(set_ranges(cfg.data)):  # scored on other sets: again (training is kept)
         return None
     try:  # keys added since the run was made take their defaults, which reproduce what it computed
         saved = comparable(from_dict(record.get("config") or {}).to_dict())
@@ -183,7 +216,9 @@ def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     model, cfg = load_checkpoint(out / "checkpoints" / "best.ckpt")
     splits = ensure_splits(cfg.data)
-    chosen = summary.get("sets") or score_sets(model, cfg.data, splits["ood_val"], seed)
+    chosen = summary.get("sets")
+    if set(chosen or {}) != set(set_ranges(cfg.data)):  # trained before today's sets: score them
+        chosen = score_sets(model, cfg.data, splits["ood_val"], seed)
     last_model, _ = load_checkpoint(out / "checkpoints" / "last.ckpt")
     same = all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), last_model.state_dict().values()))
     record = {

@@ -37,12 +37,13 @@ def test_a_record_made_before_a_new_config_key_still_counts_as_finished(tmp_path
     del saved["model"]["number_head"]  # written before the key existed; its default reproduces the run
     Path(cfg.train.output_dir).mkdir(parents=True)
     record = Path(cfg.train.output_dir) / "record.json"
-    record.write_text(json.dumps({"config": saved, "chosen": {}}))
-    assert sweep.finished_record(cfg) == {"config": saved, "chosen": {}}
-    record.write_text(json.dumps({"config": saved}))
-    assert sweep.finished_record(cfg) is None  # scored before every pair was: scored again
+    scored = {name: {} for name in ("in_distribution", "between", "test", "far")}
+    record.write_text(json.dumps({"config": saved, "chosen": scored}))
+    assert sweep.finished_record(cfg) == {"config": saved, "chosen": scored}
+    record.write_text(json.dumps({"config": saved, "chosen": {"test": {}}}))
+    assert sweep.finished_record(cfg) is None  # scored on other sets than today's: scored again
     saved["model"]["n_layer"] += 1  # a different model is not this run
-    record.write_text(json.dumps({"config": saved, "chosen": {}}))
+    record.write_text(json.dumps({"config": saved, "chosen": scored}))
     assert sweep.finished_record(cfg) is None
 
 
