@@ -7,35 +7,29 @@ recipe_feature_head_n6000 --jobs 2 --runs outputs/wide          # 5 seeds each
     python experiments/sweep.py --report --rows wide --runs outputs/wide --out experiments/results/wide
     python experiments/extrapolate.py [--runs outputs/wide] [--out experiments/results/wide] [--jobs 2]
 
-The wide rows (`*_n600`, `*_n6000`) train on lengths <= 60 with numbers 0..599 or 0..5999 and
-keep the checkpoint with the best ood_val score (70-150), as every run does. This script scores each finished run's best
-checkpoint on fresh pairs at every length of --lengths, teacher-forced in bounded memory
-(evaluate.EVAL_BUDGET), one process per run so each run's peak memory is its own. It writes
-extrapolation.{json,md,png} into --out: the median and min-max over seeds at each length, where
-the median first drops below 99% and 50%, the kinds of error, and the time and peak memory by length.
+The wide rows (`*_n600`, `*_n6000`) train on lengths <= 60 with numbers 0..599 or 0..5999 and keep
+the checkpoint with the best ood_val score (70-150), as every run does. This script scores each
+finished run's best checkpoint at every length of --lengths on up to --per_length pairs drawn with the
+run's own seed (every pair where a length has fewer), teacher-forced in bounded memory
+(evaluate.EVAL_BUDGET), one job per run (experiments/runner.py) so each run's peak memory is its own.
+It writes extrapolation.{json,md,png} into --out: the median over seeds and the errors / pairs at each
+length, where the median first drops below 99% and 50%, the kinds of error, and time and memory.
 """
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import runner  # first: it puts the project's root on sys.path
+import sweep
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "experiments"))
-
-import sweep  # noqa: E402
-
-from config import ConfigError, load_config, parse_overrides  # noqa: E402
-from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E402
-from plots import length_curve_figure  # noqa: E402
+from config import ConfigError, load_config, parse_overrides
+from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range
+from plots import length_curve_figure
 
 LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
 PER_LENGTH = 200  # pairs per length; a length with fewer (12 at 6,000 of 0..5999) is scored whole
@@ -155,15 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 (default 0-4)")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="comma list of sequence lengths")
     parser.add_argument("--per_length", type=int, default=PER_LENGTH, help=f"pairs per length (default {PER_LENGTH})")
-    parser.add_argument("--jobs", type=int, default=1, help="runs scored side by side")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: score one run folder
     parser.add_argument("overrides", nargs="*", help="the key=value overrides the runs were trained with, if any")
+    runner.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         lengths = [int(x) for x in args.lengths.split(",")]
-        if args.one:
-            score_run(Path(args.one), lengths, args.per_length)
-            return 0
         rows, seeds, runs = args.rows.split(","), sweep.parse_seeds(args.seeds), Path(args.runs)
         extra = parse_overrides(args.overrides)
         unknown = [r for r in rows if r not in sweep.ROWS]
@@ -183,16 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     todo = [run for _, run in finished if not scored(run, lengths, args.per_length)]
     print(f"{len(finished)} finished runs, {len(todo)} to score ({args.jobs} at a time)", flush=True)
-
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, args.jobs)))
-    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-
-    def child(run: Path) -> int:
-        cmd = [sys.executable, __file__, "--one", str(run), "--lengths", args.lengths]
-        return subprocess.run(cmd + ["--per_length", str(args.per_length)], cwd=ROOT, env=env).returncode
-
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        failed = sum(code != 0 for code in pool.map(child, todo))
+    calls = [
+        ("extrapolate", "score_run", str(run / "extrapolation.log"), (run, lengths, args.per_length)) for run in todo
+    ]
+    failed = sum(r is None for r in runner.run_jobs(calls, args, runs))
     results: dict[str, list[dict]] = {}
     for name, run in finished:
         result = scored(run, lengths, args.per_length)

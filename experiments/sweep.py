@@ -17,22 +17,17 @@ are skipped when their record matches the row's config, so the same command cont
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import runner  # first: it puts the project's root on sys.path
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides  # noqa: E402
-from data_generation import ensure_splits  # noqa: E402
-from evaluate import (  # noqa: E402
+from config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
+from data_generation import ensure_splits
+from evaluate import (
     evaluate_pairs,
     load_checkpoint,
     meets_bar,
@@ -41,8 +36,8 @@ from evaluate import (  # noqa: E402
     sets_line,
     worst_length_error,
 )
-from plots import length_curve_figure  # noqa: E402
-from utils import git_commit  # noqa: E402
+from plots import length_curve_figure
+from utils import git_commit
 
 BASE = "counting_small"  # the recipe; every row is a set of overrides on it
 # The standard decoder-only transformer: the recipe's size, every head one positional encoding (set
@@ -240,18 +235,15 @@ def train_and_score(name: str, seed: int, runs: Path, extra: dict) -> dict:
     return record
 
 
-def run_all(
-    names: list[str], seeds: list[int], runs: Path, extra: dict, jobs: int, threads: int | None = None
-) -> tuple[list, int]:
-    """Every (row, seed) not yet finished, `jobs` at a time, each in its own process with its share of threads.
+def run_all(names: list[str], seeds: list[int], runs: Path, extra: dict, args: argparse.Namespace) -> tuple[list, int]:
+    """Every (row, seed) not yet finished, as jobs of experiments/runner.py (args: --executor, --jobs ...).
 
     A row runs seeds 0-2 first and its later seeds only if one of those reaches HOPELESS on test.
     Returns the records in row order and the number of runs that failed.
     """
     datas = {cfg.data.data_dir: cfg.data for cfg in (row_config(n, 0, runs, extra) for n in names)}
     for data in datas.values():
-        ensure_splits(data)  # written once here, before several processes could race to write it
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        ensure_splits(data)  # written once here, before several jobs could race to write it
     phases = [[(n, s) for n in names for s in seeds if s < 3], [(n, s) for n in names for s in seeds if s >= 3]]
     records: dict[tuple, dict] = {}
     failed = 0
@@ -266,31 +258,20 @@ def run_all(
                 records[name, seed] = record
             else:
                 todo.append((name, seed))
-        print(f"{len(todo)} runs to go ({jobs} at a time, {threads} thread(s) each); runs in {runs}/", flush=True)
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            for (name, seed), record in zip(todo, pool.map(lambda t: _child(*t, runs, extra, threads), todo)):
-                if record:
-                    records[name, seed] = record
-                failed += record is None
+        print(f"{len(todo)} runs to go ({args.jobs} at a time, {args.executor}); runs in {runs}/", flush=True)
+        calls = [
+            ("sweep", "train_and_score", str(run_dir(runs, n, s) / "train.log"), (n, s, runs, extra)) for n, s in todo
+        ]
+
+        def done(i: int, record: dict | None, todo=todo) -> None:
+            name, seed = todo[i]
+            print(f"== {name} seed {seed}: " + (sets_line(record["chosen"]) if record else "failed"), flush=True)
+
+        for (name, seed), record in zip(todo, runner.run_jobs(calls, args, runs, done)):
+            if record:
+                records[name, seed] = record
+            failed += record is None
     return [records[k] for k in sorted(records, key=lambda k: (list(ROWS).index(k[0]), k[1]))], failed
-
-
-def _child(name: str, seed: int, runs: Path, extra: dict, threads: int) -> dict | None:
-    """Train and score one run in a subprocess (its own threads); its output goes to RUN_DIR/train.log."""
-    out = run_dir(runs, name, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, __file__, "--one", name, "--seed", str(seed), "--runs", str(runs)]
-    cmd += [f"{k}={v}" for k, v in extra.items()]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    started = time.perf_counter()
-    with open(out / "train.log", "w") as log:
-        code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        print(f"!! {name} seed {seed} failed (exit {code}); see {out / 'train.log'}", flush=True)
-        return None
-    record = json.loads((out / "record.json").read_text())
-    print(f"== {name} seed {seed}: {sets_line(record['chosen'])}; {time.perf_counter() - started:.0f} s", flush=True)
-    return record
 
 
 def cell(counts: dict) -> str:
@@ -422,23 +403,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", action="store_true", help="every row: 5 seeds (3 where seeds 0-2 all fail)")
     parser.add_argument("--rows", help=f"comma list of rows (or of panels: up, both, wide) instead: {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
-    parser.add_argument("--jobs", type=int, default=1, help="trainings side by side; threads are split between them")
-    parser.add_argument("--threads", type=int, help="threads per training (default: the cores split between jobs)")
     parser.add_argument("--quick", action="store_true", help=f"rows {', '.join(QUICK_ROWS)}, seed 0, 300 steps")
     parser.add_argument("--runs", help="folder of run folders (default outputs/study, outputs/study_quick)")
     parser.add_argument("--out", help="folder for results.json/.md/.png (default experiments/results)")
     parser.add_argument("--report", action="store_true", help="only rewrite the tables and figure from --runs")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: train and score one run
-    parser.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every run")
+    runner.add_arguments(parser)
     args = parser.parse_args(argv)
     runs = Path(args.runs or ("outputs/study_quick" if args.quick else "outputs/study"))
     out = Path(args.out or ("outputs/study_quick" if args.quick else "experiments/results"))
     try:
         extra = {**(QUICK if args.quick else {}), **parse_overrides(args.overrides)}
-        if args.one:
-            train_and_score(args.one, args.seed, runs, extra)
-            return 0
         names = list(QUICK_ROWS) if args.quick else args.rows.split(",") if args.rows else None
         panels = {r.panel for r in ROWS.values()}
         names = names and [
@@ -458,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             configs = [row_config(n, s, runs, extra) for n in names for s in seeds]
             records = [r for r in map(finished_record, configs) if r]
         else:
-            records, failed = run_all(names, seeds, runs, extra, args.jobs, args.threads)
+            records, failed = run_all(names, seeds, runs, extra, args)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -21,8 +21,9 @@ def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_
         cfg = load_config(sweep.BASE, row.overrides)  # every row is a valid config
         if name.startswith("recipe_minus_"):
             assert row.overrides and cfg.data.direction == "both"
-        if name.startswith("standard_"):
-            assert not (cfg.model.value_bias or cfg.model.scalable_softmax or cfg.model.local_heads)
+        if name.startswith("standard_"):  # plus the value bias where the name says so, nothing else of the recipe
+            assert cfg.model.value_bias == ("plus_value_bias" in name)
+            assert not (cfg.model.scalable_softmax or cfg.model.local_heads or cfg.model.number_encoding != "learned")
     paper = load_config("paper_count").to_dict()
     row = f"standard_{ {'none': 'nope'}.get(paper['model']['pos_encoding'], 'learned') }_up"
     same = load_config(sweep.BASE, {**sweep.ROWS[row].overrides, "train.output_dir": "outputs/paper_count"})
@@ -54,7 +55,8 @@ def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
     cmd += ["--runs", str(runs), "--out", str(out), "train.max_steps=20", "train.eval_every=10"]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert "2 runs to go (2 at a time, 1 thread(s) each)" in first.stdout
+    assert "2 runs to go (2 at a time, local)" in first.stdout
+    assert "Training" in (runs / "recipe_seed0" / "train.log").read_text()  # each job's output in its own log
     records = json.loads((out / "results.json").read_text())
     assert [r["row"] for r in records] == ["standard_nope_up", "recipe"]  # the study's row order
     for r in records:
