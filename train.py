@@ -20,6 +20,7 @@ from evaluate import CheckpointError, evaluate_pairs, selection_score
 from model import CountingTransformer
 from utils import (
     build_parser,
+    claim_output_dir,
     configure_optimizer,
     prepare_output_dir,
     report_run,
@@ -66,6 +67,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
     if t.precision not in ("32-true", "32", "bf16-mixed"):
         raise ConfigError(f"train.py runs --precision 32-true or bf16-mixed, not {t.precision}: use train_lightning.py")
     torch.manual_seed(t.seed)
+    lock = claim_output_dir(Path(t.output_dir))  # noqa: F841 (held until the run ends)
     out = prepare_output_dir(cfg, overwrite, resuming=resume_from is not None)
     ckpt_dir = out / "checkpoints"
     splits = ensure_splits(cfg.data)

@@ -16,7 +16,7 @@ from config import ConfigError, ExperimentConfig
 from data_generation import DataError
 from evaluate import CheckpointError
 from lightning_model import MONITOR
-from utils import build_parser, prepare_output_dir, report_run, resolve_config, score_chosen
+from utils import build_parser, claim_output_dir, prepare_output_dir, report_run, resolve_config, score_chosen
 
 DESCRIPTION = "Train a decoder-only transformer to count; score it by greedy generation at unseen lengths."
 
@@ -104,6 +104,7 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     out = Path(cfg.train.output_dir)
     ckpt_dir = out / "checkpoints"
     if not fast_dev_run:
+        lock = claim_output_dir(out)  # noqa: F841 (held until the run ends)
         prepare_output_dir(cfg, overwrite=overwrite, resuming=resume_from is not None)
     resume_step = None
     if resume_from:

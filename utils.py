@@ -4,12 +4,14 @@ the optimizer and schedule, the git commit and the closing lines."""
 import argparse
 import json
 import math
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from config import (
@@ -98,6 +100,29 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
                 f"drop it (only {', '.join(sorted(RESUME_SAFE))} may change) or start a new run"
             )
     return apply_overrides(cfg, overrides)
+
+
+def claim_output_dir(out: Path) -> FileLock | None:
+    """Hold OUTPUT_DIR/.lock for the whole run (keep the returned lock), so a second run into the same folder
+    stops at once, --overwrite or not; the OS drops the lock when a run dies, so a killed run's folder resumes.
+
+    Only the first process of a run claims it: the others (DDP ranks, LOCAL_RANK > 0) share the folder.
+    """
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        return None
+    lock, owner = FileLock(out / ".lock"), out / ".lock.owner"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock.acquire(timeout=0)
+    except Timeout:  # before OSError, which it extends
+        who = owner.read_text().strip() if owner.is_file() else "another process"
+        raise ConfigError(
+            f"{out} is in use by a running training ({who}); wait for it or pass another --output_dir"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"cannot write to output dir {out}: {err.strerror}; choose another --output_dir") from None
+    owner.write_text(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    return lock
 
 
 def prepare_output_dir(cfg: ExperimentConfig, overwrite: bool = False, resuming: bool = False) -> Path:

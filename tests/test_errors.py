@@ -38,6 +38,8 @@ def assert_clean_error(proc: subprocess.CompletedProcess, *words: str) -> None:
         ({"model.order_stretch": "0.5"}, ["model.order_stretch", ">= 1"]),
         ({"data.direction": "down"}, ["data.direction", "'up'"]),
         ({"model.number_head": "tied"}, ["model.number_head", "features"]),
+        ({"data.pack_len": "30"}, ["data.pack_len", "train_max_len=60"]),
+        ({"data.pack_len": "300", "model.pos_encoding": "learned"}, ["max_positions", "pack_len"]),
     ],
 )
 def test_impossible_config_values_name_the_key(overrides, words):
@@ -215,3 +217,24 @@ def test_evaluate_length_range_must_be_valid(lo, hi):
 
     with pytest.raises(ValueError, match="6 <= --min_len <= --max_len"):
         pairs_for_range(lo, hi, 199, 2)
+
+
+def test_a_second_run_into_a_running_runs_folder_stops_and_a_killed_runs_folder_is_free_again(tmp_path):
+    out = tmp_path / "run"
+    hold = (
+        "import sys, time; from pathlib import Path; from utils import claim_output_dir as c; l = c(Path(sys.argv[1]))"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold + "; print('held', flush=True); time.sleep(120)", str(out)],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"  # a run is training in out/
+    (out / "checkpoints").mkdir()
+    (out / "checkpoints" / "best.ckpt").write_text("the running run's")
+    cmd = ["train_lightning.py", "--config", "counting_tiny", "--max_steps", "2", "--output_dir", str(out)]
+    cmd += ["--logger", "none", f"data.data_dir={tmp_path / 'data'}"]
+    for extra in ([], ["--overwrite"]):
+        assert_clean_error(run(*cmd, *extra), "is in use by a running training", f"pid {holder.pid}")
+    assert (out / "checkpoints" / "best.ckpt").read_text() == "the running run's"  # nothing touched
+    holder.kill()
+    holder.wait()
+    proc = run(*cmd, "--overwrite")  # the killed run's lock went with it
+    assert proc.returncode == 0, proc.stderr[-2000:]
