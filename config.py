@@ -1,6 +1,6 @@
 """Configs: dataclasses that validate themselves, named presets, YAML in and out, key=value overrides."""
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -31,7 +31,7 @@ class DataConfig:
     n_test_per_length: int = 10
     n_ood_val_per_length: int = 20  # long-length split for checkpoint selection, disjoint from test
     direction: str = "both"  # both: count up (a < b) and down (a > b), the seed task; up: a <= b only, the paper's
-    sampling: str = "fixed"  # fixed: reshuffle the train split; online: fresh pairs every step
+    sampling: str = "online"  # online: fresh pairs every step; fixed: reshuffle the train split
     prefix_fraction: float = 0.0  # NOT the strict task: share of batches that are cut prefixes of long counts
     pack_len: int = 0  # 0: one example per training row; N: rows of N tokens holding whole examples back to back
     seed: int = 1234  # seed of the split files (the training seed is separate)
@@ -73,7 +73,7 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # 0 disables clipping
-    eval_every: int = 250  # steps between generation evaluations
+    eval_every: int = 500  # steps between generation evaluations
     eval_batch_size: int = 128  # sequences per scoring batch; small batches score faster on CPU
     n_examples: int = 6  # generation examples printed per evaluation, mistakes first
     precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed
@@ -149,109 +149,72 @@ def _positive(obj, *names: str) -> None:
             raise ConfigError(f"{section}.{name} must be > 0, got {getattr(obj, name)}")
 
 
-SEED_SIZES = {"n_layer": 6, "n_head": 8, "d_model": 512, "d_ff": 2048}  # the seed system's model size
-SEED_TRAIN = {"batch_size": 32, "lr": 3e-4, "eval_batch_size": 512}  # its batch and learning rate, for a GPU
-
-
-def _gpu_preset() -> ExperimentConfig:
-    """The recipe at the seed system's sizes, for a GPU: 6 layers of 8 heads, d_model 512, batch 32.
-
-    Half the heads are local and rotary, the other half global with Scalable-Softmax and the scaled
-    value bias; numbers are order+code with order stretch; pairs are drawn fresh every step.
-    """
-    cfg = _cpu_preset()
-    cfg.model = replace(cfg.model, **SEED_SIZES, local_heads=4)
-    cfg.train = replace(cfg.train, **SEED_TRAIN, warmup_steps=200, max_steps=3000, output_dir="outputs/counting")
-    return cfg
-
-
-def _seed_system() -> ExperimentConfig:
-    """The seed system's own model at its sizes: sinusoidal positions, free number embeddings, dropout 0.1."""
-    return ExperimentConfig(
-        model=ModelConfig(**SEED_SIZES, dropout=0.1, pos_encoding="sinusoidal", max_positions=256),
-        train=TrainConfig(**SEED_TRAIN, max_steps=10000, eval_every=500, output_dir="outputs/seed_system"),
-    )
-
-
-def _cpu_preset() -> ExperimentConfig:
-    """The strict recipe the README's main command trains on 2 CPU cores in minutes (see README Results).
-
-    3 layers of 4 heads: 2 rotary heads that see only the last 8 tokens (length-independent local
-    steps) and 2 position-free heads with Scalable-Softmax (retrieving the prompt at any distance).
-    The 2 global heads also add s * (v_key - v_query) to their scores between numbers (value_bias),
-    so "which prompt number is larger than me" is a function of the difference alone, at any gap and
-    for pairs never trained on; the bias is scaled by s*log(n) like the queries (value_bias_scaled),
-    so it keeps its weight on long sequences. Numbers are embedded from fixed features that keep
-    order (one linear channel) apart from identity (a random code and waves at random frequencies);
-    while training, each sequence's order channel is stretched by up to 3x. Training pairs are drawn
-    fresh every step. Width 96.
-    """
-    return ExperimentConfig(
-        data=DataConfig(sampling="online"),
-        model=ModelConfig(
-            n_layer=3,
-            n_head=4,
-            d_model=96,
-            d_ff=384,
-            pos_encoding="none",
-            local_heads=2,
-            local_window=8,
-            scalable_softmax=True,
-            number_encoding="order+code",
-            order_stretch=3.0,
-            value_bias=True,
-            value_bias_scaled=True,
-        ),
-        train=TrainConfig(batch_size=64, lr=1e-3, max_steps=1000, eval_every=500, output_dir="outputs/counting_small"),
-    )
-
-
-def _paper_preset() -> ExperimentConfig:
-    """The paper's setting: counting up only, a standard decoder-only transformer, from scratch.
-
-    counting_small's size, optimizer and online sampling, but every head uses one positional
-    encoding, numbers are free embeddings, and none of the recipe's parts (local heads,
-    Scalable-Softmax, order+code numbers, value bias) is on. Its encoding is the study's best of
-    NoPE and learned positions with random offsets (docs/results.md).
-    """
-    cfg = _cpu_preset()
-    cfg.data = replace(cfg.data, direction="up", data_dir="data/up")
-    cfg.model = replace(
-        cfg.model,
-        pos_encoding="none",
-        local_heads=0,
-        scalable_softmax=False,
-        number_encoding="learned",
-        order_stretch=1.0,
-        value_bias=False,
-        value_bias_scaled=False,
-    )
-    cfg.train.max_steps = 3000  # at the recipe's 1000 it has not fitted the training lengths (docs/results.md)
-    cfg.train.output_dir = "outputs/paper_count"
-    return cfg
-
-
-def _wide_preset() -> ExperimentConfig:
-    """The recipe with numbers 0..5999, so counts reach 6,000 tokens (100x training); training stays at <= 60.
-
-    Each number's output row is projected from its code and waves (number_head=features): with
-    6,000 free rows most are pushed up too rarely in 1000 steps for the model to fit (docs/results.md).
-    """
-    cfg = _cpu_preset()
-    cfg.data = replace(cfg.data, max_number=5999, data_dir="data/n6000")
-    cfg.model.number_head = "features"
-    cfg.train.output_dir = "outputs/counting_wide"
-    return cfg
-
-
-def _tiny_preset() -> ExperimentConfig:
-    """A seconds-long smoke-test size for tests and --fast_dev_run checks."""
-    return ExperimentConfig(
-        data=DataConfig(n_train=1000, n_val=100, n_test_per_length=2, n_ood_val_per_length=1, data_dir="data/tiny"),
-        model=ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64),
-        train=TrainConfig(batch_size=32, max_steps=200, eval_every=100, warmup_steps=20, output_dir="outputs/tiny"),
-    )
-
+# Every preset is a flat set of differences from the defaults above: the standard decoder-only transformer
+# (3 layers of 4 heads, width 96, no positional encoding, free number embeddings) counting both ways, trained
+# 3000 steps on fresh pairs of lengths 6-60. The recipe adds its parts to it.
+RECIPE = {
+    "model.local_heads": 2,  # 2 rotary heads that see only the last 8 tokens: length-independent local steps
+    "model.scalable_softmax": True,  # the other 2 are position-free, queries scaled by s*log(n)
+    "model.value_bias": True,  # global heads add s * (v_key - v_query) between numbers: order at any gap
+    "model.value_bias_scaled": True,  # ... scaled like the queries, so it keeps its weight on long counts
+    "model.number_encoding": "order+code",  # numbers from fixed features: an order channel apart from identity
+    "model.order_stretch": 3.0,  # while training, each sequence's order channel times U[1, 3]
+    "train.max_steps": 1000,
+}
+SEED_SIZES = {"model.n_layer": 6, "model.n_head": 8, "model.d_model": 512, "model.d_ff": 2048}  # the seed system's
+SEED_TRAIN = {"train.batch_size": 32, "train.lr": 3e-4, "train.eval_batch_size": 512}  # its batch and lr, for a GPU
+PRESETS: dict[str, dict] = {
+    # The recipe on the two-way task, minutes on 2 CPU cores (README: the main command).
+    "counting_small": {**RECIPE, "train.output_dir": "outputs/counting_small"},
+    # The paper's setting: the standard transformer counting up only.
+    "paper_count": {"data.direction": "up", "data.data_dir": "data/up", "train.output_dir": "outputs/paper_count"},
+    # The recipe with numbers 0..5999 (counts to 6,000 tokens); output rows projected from number features.
+    "counting_wide": {
+        **RECIPE,
+        "data.max_number": 5999,
+        "data.data_dir": "data/n6000",
+        "model.number_head": "features",
+        "train.output_dir": "outputs/counting_wide",
+    },
+    # The recipe at the seed system's sizes, for a GPU: 6 layers of 8 heads (4 local), width 512, batch 32.
+    "counting_config": {
+        **RECIPE,
+        **SEED_SIZES,
+        "model.local_heads": 4,
+        **SEED_TRAIN,
+        "train.warmup_steps": 200,
+        "train.max_steps": 3000,
+        "train.output_dir": "outputs/counting",
+    },
+    # The seed system's own model at its sizes: sinusoidal positions, dropout 0.1, its fixed 5000-pair split.
+    "seed_system": {
+        **SEED_SIZES,
+        "model.dropout": 0.1,
+        "model.pos_encoding": "sinusoidal",
+        "data.sampling": "fixed",
+        **SEED_TRAIN,
+        "train.max_steps": 10000,
+        "train.output_dir": "outputs/seed_system",
+    },
+    # Seconds-long: for tests and --fast_dev_run checks.
+    "counting_tiny": {
+        "data.n_train": 1000,
+        "data.n_val": 100,
+        "data.n_test_per_length": 2,
+        "data.n_ood_val_per_length": 1,
+        "data.sampling": "fixed",
+        "data.data_dir": "data/tiny",
+        "model.n_layer": 2,
+        "model.n_head": 2,
+        "model.d_model": 32,
+        "model.d_ff": 64,
+        "train.batch_size": 32,
+        "train.max_steps": 200,
+        "train.eval_every": 100,
+        "train.warmup_steps": 20,
+        "train.output_dir": "outputs/tiny",
+    },
+}
 
 # The counting task scaled down (numbers 0..39, training lengths 6..20, long lengths 22..30), for the
 # tests and the debug scripts' minute-long checks on counting_tiny.
@@ -264,15 +227,6 @@ SMALL_TASK = {
     "data.n_val": 50,
     "data.n_test_per_length": 3,
     "data.n_ood_val_per_length": 2,
-}
-
-PRESETS = {
-    "counting_config": _gpu_preset,
-    "seed_system": _seed_system,
-    "counting_small": _cpu_preset,
-    "paper_count": _paper_preset,
-    "counting_wide": _wide_preset,
-    "counting_tiny": _tiny_preset,
 }
 
 
@@ -347,7 +301,7 @@ def from_dict(raw: dict) -> ExperimentConfig:
 def load_config(name_or_path: str, overrides: dict | None = None) -> ExperimentConfig:
     """A preset by name, or a YAML file (a full or partial config), then overrides."""
     if name_or_path in PRESETS:
-        cfg = PRESETS[name_or_path]()
+        cfg = apply_overrides(ExperimentConfig(), PRESETS[name_or_path])
     elif name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).exists():
         path = Path(name_or_path)
         if not path.is_file():

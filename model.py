@@ -18,17 +18,18 @@ NUMBER_HEADS = ("free", "features")
 
 @dataclass
 class ModelConfig:
-    """Architecture; everything needed to rebuild the model from a checkpoint."""
+    """Architecture; everything needed to rebuild the model from a checkpoint. The defaults are the standard
+    decoder-only transformer of the study: one positional encoding for every head, free number embeddings."""
 
     vocab_size: int = 204  # number tokens plus specials; set from the tokenizer
     pad_id: int = 0
     eos_id: int = 3
     number_offset: int = 4  # token id of the number 0; numbers are contiguous after it
     max_number: int = 199
-    n_layer: int = 4
+    n_layer: int = 3
     n_head: int = 4
-    d_model: int = 128
-    d_ff: int = 512
+    d_model: int = 96
+    d_ff: int = 384
     dropout: float = 0.0
     pos_encoding: str = "none"  # learned | sinusoidal | rope | none
     max_positions: int = 256  # size of the learned/sinusoidal position table

@@ -27,7 +27,7 @@ import numpy as np
 import runner  # first: it puts the project's root on sys.path
 import sweep
 
-from config import ConfigError, load_config, parse_overrides
+from config import ConfigError, ExperimentConfig, parse_overrides
 from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range
 from plots import length_curve_figure
 
@@ -35,7 +35,7 @@ LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000
 PER_LENGTH = 200  # pairs per length; a length with fewer (12 at 6,000 of 0..5999) is scored whole
 KINDS = ("early_stop", "no_stop", "direction", "miscount", "start")
 WIDE_ROWS = [n for n, r in sweep.ROWS.items() if r.panel == "wide"]
-TRAIN_MAX_LEN = load_config(sweep.BASE).data.train_max_len  # every wide row trains on the recipe's lengths
+TRAIN_MAX_LEN = ExperimentConfig().data.train_max_len  # every wide row trains on the default lengths
 
 
 def score_run(run: Path, lengths: list[int], per_length: int) -> dict:

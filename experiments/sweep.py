@@ -25,7 +25,7 @@ import numpy as np
 import runner  # first: it puts the project's root on sys.path
 import torch
 
-from config import ConfigError, ExperimentConfig, from_dict, load_config, parse_overrides
+from config import RECIPE, ConfigError, ExperimentConfig, apply_overrides, from_dict, load_config, parse_overrides
 from data_generation import ensure_splits
 from evaluate import (
     evaluate_pairs,
@@ -39,19 +39,9 @@ from evaluate import (
 from plots import length_curve_figure
 from utils import git_commit
 
-BASE = "counting_small"  # the recipe; every row is a set of overrides on it
-# The standard decoder-only transformer: the recipe's size, every head one positional encoding (set
-# by the row), free number embeddings, none of the recipe's parts. It trains 3000 steps: at the
-# recipe's 1000 it has not fitted the training lengths (docs/results.md: how 3000 was chosen).
-STANDARD = {
-    "train.max_steps": 3000,
-    "model.local_heads": 0,
-    "model.scalable_softmax": False,
-    "model.number_encoding": "learned",
-    "model.order_stretch": 1.0,
-    "model.value_bias": False,
-    "model.value_bias_scaled": False,
-}
+# Every row is a set of overrides on the config defaults, the standard decoder-only transformer
+# (config.py), named by what it is against one of two references: the standard transformer
+# (`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`).
 ENCODINGS = {  # row name part: (words, overrides)
     "nope": ("no positions", {"model.pos_encoding": "none"}),
     "learned": ("learned + random offsets", {"model.pos_encoding": "learned", "model.random_pos_offset": True}),
@@ -71,45 +61,51 @@ class Row:
 
 ROWS = {
     **{
-        f"standard_{enc}_up": Row({**STANDARD, **UP, **o}, f"standard, {words}, counting up", "up")
+        f"standard_{enc}_up": Row({**UP, **o}, f"standard, {words}, counting up", "up")
         for enc, (words, o) in ENCODINGS.items()
     },
     **{
-        f"standard_{enc}_both": Row({**STANDARD, **o}, f"standard, {words}, both directions", "both")
+        f"standard_{enc}_both": Row(o, f"standard, {words}, both directions", "both")
         for enc, (words, o) in ENCODINGS.items()
     },
     "standard_nope_both_prefix": Row(
-        {**STANDARD, **ENCODINGS["nope"][1], "data.prefix_fraction": 0.5},
+        {**ENCODINGS["nope"][1], "data.prefix_fraction": 0.5},
         "standard, no positions, + prefix training (NOT the strict task)",
         "both",
     ),
-    "recipe": Row({}, "counting_small: the recipe", "both"),
+    "recipe": Row(RECIPE, "counting_small: the recipe", "both"),
     "recipe_minus_value_bias": Row(
-        {"model.value_bias": False, "model.value_bias_scaled": False}, "recipe without the value bias", "both"
+        {**RECIPE, "model.value_bias": False, "model.value_bias_scaled": False}, "recipe without the value bias", "both"
     ),
     "recipe_minus_bias_scaling": Row(
-        {"model.value_bias_scaled": False}, "recipe, value bias not scaled by s*log n", "both"
+        {**RECIPE, "model.value_bias_scaled": False}, "recipe, value bias not scaled by s*log n", "both"
     ),
-    "recipe_minus_order_code": Row({"model.number_encoding": "learned"}, "recipe, learned number embeddings", "both"),
-    "recipe_minus_order_stretch": Row({"model.order_stretch": 1.0}, "recipe without order stretch", "both"),
-    "recipe_minus_local_heads": Row({"model.local_heads": 0}, "recipe, every head global (no local RoPE)", "both"),
+    "recipe_minus_order_code": Row(
+        {**RECIPE, "model.number_encoding": "learned"}, "recipe, learned number embeddings", "both"
+    ),
+    "recipe_minus_order_stretch": Row({**RECIPE, "model.order_stretch": 1.0}, "recipe without order stretch", "both"),
+    "recipe_minus_local_heads": Row(
+        {**RECIPE, "model.local_heads": 0}, "recipe, every head global (no local RoPE)", "both"
+    ),
     "recipe_minus_scalable_softmax": Row(
-        {"model.scalable_softmax": False, "model.value_bias_scaled": False},
+        {**RECIPE, "model.scalable_softmax": False, "model.value_bias_scaled": False},
         "recipe without Scalable-Softmax (so its bias is unscaled)",
         "both",
     ),
-    "recipe_minus_online_sampling": Row({"data.sampling": "fixed"}, "recipe on the fixed 5000-pair split", "both"),
+    "recipe_minus_online_sampling": Row(
+        {**RECIPE, "data.sampling": "fixed"}, "recipe on the fixed 5000-pair split", "both"
+    ),
     # The paper's layout (rule P, docs/baselines.md): 256-token rows of whole examples, 8 rows a step (the tokens
     # of 64 single examples), learned positions starting at a random offset.
     "standard_learned_up_packed": Row(
-        {**STANDARD, **UP, **ENCODINGS["learned"][1], "data.pack_len": 256, "train.batch_size": 8},
+        {**UP, **ENCODINGS["learned"][1], "data.pack_len": 256, "train.batch_size": 8},
         "standard, learned + random offsets, counting up, examples packed into 256-token rows",
         "up",
     ),
     # The smallest change: the standard model plus the value bias and nothing else of the recipe.
     **{
         f"standard_nope_{task}_plus_value_bias": Row(
-            {**STANDARD, **ENCODINGS["nope"][1], **({} if task == "both" else UP), "model.value_bias": True},
+            {**ENCODINGS["nope"][1], **({} if task == "both" else UP), "model.value_bias": True},
             f"standard, no positions, + the value bias, {words}",
             task,
         )
@@ -126,7 +122,7 @@ def wide_rows(n: int, feature_head: bool = False) -> dict[str, Row]:
     recipe, words = ("recipe_feature_head", "the recipe + feature head") if feature_head else ("recipe", "the recipe")
     head = {"model.number_head": "features"} if feature_head else {}  # the recipe rows only
     return {
-        f"{recipe}_n{n}": Row({**wide, **head}, f"{words}, numbers 0..{n - 1}", "wide"),
+        f"{recipe}_n{n}": Row({**RECIPE, **wide, **head}, f"{words}, numbers 0..{n - 1}", "wide"),
         f"{recipe}_minus_value_bias_n{n}": Row(
             {**ROWS["recipe_minus_value_bias"].overrides, **wide, **head},
             f"{words} without the value bias, 0..{n - 1}",
@@ -164,7 +160,7 @@ QUICK = {"train.max_steps": "300", "train.eval_every": "150"}
 
 def row_config(name: str, seed: int, runs: Path, extra: dict) -> ExperimentConfig:
     overrides = {**ROWS[name].overrides, **extra, "train.seed": seed, "train.logger": "none"}
-    return load_config(BASE, {**overrides, "train.output_dir": str(run_dir(runs, name, seed))})
+    return apply_overrides(ExperimentConfig(), {**overrides, "train.output_dir": str(run_dir(runs, name, seed))})
 
 
 def run_dir(runs: Path, name: str, seed: int) -> Path:
@@ -382,7 +378,7 @@ def report(records: list[dict], out: Path, name: str = "results") -> None:
     (out / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
     md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
     (out / f"{name}.md").write_text(md + "\n")
-    figure(records, out / f"{name}.png", load_config(BASE).data.train_max_len)
+    figure(records, out / f"{name}.png", ExperimentConfig().data.train_max_len)
     print(md)
     print(f"Wrote {out}/{name}.json, .md and .png")
 

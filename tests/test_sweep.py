@@ -12,13 +12,13 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 import sweep  # noqa: E402
 
-from config import load_config  # noqa: E402
+from config import ExperimentConfig, apply_overrides, load_config  # noqa: E402
 
 
 def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_up_row():
     assert all(n.startswith(("standard_", "recipe")) for n in sweep.ROWS)
     for name, row in sweep.ROWS.items():
-        cfg = load_config(sweep.BASE, row.overrides)  # every row is a valid config
+        cfg = apply_overrides(ExperimentConfig(), dict(row.overrides))  # every row is a valid config
         if name.startswith("recipe_minus_"):
             assert row.overrides and cfg.data.direction == "both"
         if name.startswith("standard_"):  # plus the value bias where the name says so, nothing else of the recipe
@@ -26,9 +26,11 @@ def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_
             assert not (cfg.model.scalable_softmax or cfg.model.local_heads or cfg.model.number_encoding != "learned")
     paper = load_config("paper_count").to_dict()
     row = f"standard_{ {'none': 'nope'}.get(paper['model']['pos_encoding'], 'learned') }_up"
-    same = load_config(sweep.BASE, {**sweep.ROWS[row].overrides, "train.output_dir": "outputs/paper_count"})
+    same = apply_overrides(ExperimentConfig(), {**sweep.ROWS[row].overrides, "train.output_dir": "outputs/paper_count"})
     assert same.to_dict() == paper
-    wide = load_config(sweep.BASE, {**sweep.ROWS["recipe_feature_head_n6000"].overrides, "train.output_dir": "x"})
+    wide = apply_overrides(
+        ExperimentConfig(), {**sweep.ROWS["recipe_feature_head_n6000"].overrides, "train.output_dir": "x"}
+    )
     assert wide.to_dict() == load_config("counting_wide", {"train.output_dir": "x"}).to_dict()  # the pretrained row
 
 
