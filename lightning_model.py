@@ -1,7 +1,6 @@
 """The LightningModule that trains the counting transformer, and the callback that scores generation."""
 
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,16 +27,15 @@ from data_generation import (
 from evaluate import (
     GenerationResult,
     bucket_table,
-    evaluate_pairs,
     example_rows,
     format_example,
     selection_score,
 )
 from model import CountingTransformer
 from plots import length_curve_figure
-from utils import configure_optimizer, git_commit, step_seed
+from utils import atomic_save, check_loss, configure_optimizer, git_commit, progress_line, score_splits, seed_step
 
-EVAL_SPLITS = ("val", "ood_val")  # scored at every evaluation; the full test sets once, at the end (utils)
+EVAL_SPLITS = ("val", "ood_val")  # scored at every evaluation (utils.score_splits); every test pair at the end
 MONITOR = "ood_val/selection_score"  # checkpoints are ranked on ood_val only (selection_score)
 
 
@@ -68,9 +66,6 @@ class CountingModule(pl.LightningModule):
         batches = [encode_batch(pairs[i : i + size, 0], pairs[i : i + size, 1]) for i in range(0, len(pairs), size)]
         return DataLoader(batches, batch_size=None)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens)
-
     def _shared_step(self, tokens: torch.Tensor, stage: str) -> torch.Tensor:
         loss, accuracy = answer_loss(self.model(tokens[:, :-1]), tokens)
         on_step = stage == "train"
@@ -83,12 +78,11 @@ class CountingModule(pl.LightningModule):
         # state, and this way a resumed run draws exactly what the uninterrupted one would have.
         # Each DDP rank draws its own masks: the same index scheme as its batches (step*world+rank).
         index = self.global_step * self.trainer.world_size + self.trainer.global_rank
-        torch.manual_seed(step_seed(self.cfg.train.seed, index))
+        seed_step(self.cfg.train.seed, index)
 
     def training_step(self, tokens: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(tokens, "train")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {self.global_step}; lower train.lr")
+        check_loss(loss, self.global_step)
         return loss
 
     def on_fit_start(self) -> None:
@@ -152,10 +146,10 @@ class GenerationEval(pl.Callback):
             return
         tokenizer = CountingTokenizer(module.cfg.data.max_number)
         step = trainer.global_step
-        lines, curves, results = [f"step {step}:"], {}, {}
-        for split in EVAL_SPLITS:
-            pairs = module.splits[split][: self.limit]
-            results[split] = result = evaluate_pairs(module.model, pairs, module.cfg.train.eval_batch_size)
+        lines, curves = [f"step {step}:"], {}
+        splits = {split: module.splits[split][: self.limit] for split in EVAL_SPLITS}
+        results = score_splits(module.model, splits, module.cfg.train.eval_batch_size)
+        for split, result in results.items():
             summary = result.summary()
             module.log(f"{split}/exact_match", summary["exact_match"])
             module.log(f"{split}/min_over_lengths", summary["min_over_lengths"])
@@ -245,10 +239,8 @@ class LastCheckpoint(Checkpoint):
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.experiment.flush()
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # full state, for exact resume
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        # full state, for exact resume; every rank joins the save, rank 0 writes
+        atomic_save(self.path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False), trainer.is_global_zero)
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
@@ -297,10 +289,7 @@ class PrintProgress(pl.Callback):
         module.log("train/lr", lr)
         if trainer.is_global_zero:
             loss = float(outputs["loss"]) if isinstance(outputs, dict) else float("nan")
-            print(
-                f"step {step:>6}/{trainer.max_steps}  loss {loss:.4f}  lr {lr:.2e}  {self.tokens / elapsed:,.0f} tok/s",
-                flush=True,
-            )
+            print(progress_line(step, trainer.max_steps, loss, lr, self.tokens / elapsed), flush=True)
         self.tokens, self.steps, self.started = 0, 0, time.perf_counter()
 
 

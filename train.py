@@ -16,27 +16,30 @@ import torch
 
 from config import ConfigError, ExperimentConfig
 from data_generation import PAD, DataError, TrainStream, answer_loss, ensure_splits
-from evaluate import CheckpointError, evaluate_pairs, selection_score
+from evaluate import CheckpointError, selection_score
 from model import CountingTransformer
 from utils import (
+    atomic_save,
     build_parser,
+    check_loss,
     claim_output_dir,
     configure_optimizer,
     prepare_output_dir,
+    progress_line,
     report_run,
     resolve_config,
+    resume_state,
     score_chosen,
-    step_seed,
+    score_splits,
+    seed_step,
 )
 
 
 def save_checkpoint(model: CountingTransformer, cfg: ExperimentConfig, step: int, path: Path, **extra) -> None:
     """Write the layout evaluate.load_checkpoint reads (Lightning's keys), atomically; extra: resume state."""
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
     ckpt = {"state_dict": state, "hyper_parameters": {"config": cfg.to_dict()}, "global_step": step, **extra}
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
+    atomic_save(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dtype=None, forward=None) -> torch.Tensor:
@@ -76,12 +79,7 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
     optimizer, scheduler = configure_optimizer(model, t.lr, t.weight_decay, t.warmup_steps, t.max_steps, t.min_lr_ratio)
     best, best_score, first_step = {}, -math.inf, 1
     if resume_from:
-        state = torch.load(resume_from, map_location=device, weights_only=True)
-        if "optimizer" not in state:
-            raise CheckpointError(
-                f"{resume_from} holds no train.py resume state; resume a train.py run from its own "
-                "OUTPUT_DIR/checkpoints/last.ckpt (a Lightning run with train_lightning.py)"
-            )
+        state = resume_state(resume_from, "optimizer", "train.py")
         model.load_state_dict({k.removeprefix("model."): v for k, v in state["state_dict"].items()})
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -94,28 +92,27 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
     eval_s, n_evals, tokens_seen, window = 0.0, 0, 0, time.perf_counter()
     for step in range(first_step, t.max_steps + 1):
         batch = next(batches).to(device)
-        torch.manual_seed(step_seed(t.seed, step - 1))  # same per-step randomness as train_lightning.py
+        seed_step(t.seed, step - 1)  # same per-step randomness as train_lightning.py
         loss = train_step(model, batch, optimizer, scheduler, t.grad_clip, autocast_dtype)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr")
+        check_loss(loss, step)
         tokens_seen += int((batch != PAD).sum())
         if step % t.log_every == 0:
             rate = tokens_seen / (time.perf_counter() - window)
             lr = scheduler.get_last_lr()[0]
-            print(f"step {step:>6}/{t.max_steps}  loss {loss.item():.4f}  lr {lr:.2e}  {rate:,.0f} tok/s", flush=True)
+            print(progress_line(step, t.max_steps, loss.item(), lr, rate), flush=True)
             tokens_seen, window = 0, time.perf_counter()
         if step % t.eval_every == 0 or step == t.max_steps:
             eval_started = time.perf_counter()
-            ood_val = evaluate_pairs(model, splits["ood_val"], t.eval_batch_size).summary()
-            scores = {"ood_val": ood_val["exact_match"]}
-            scores["val"] = evaluate_pairs(model, splits["val"], t.eval_batch_size).summary()["exact_match"]
+            results = score_splits(model, splits, t.eval_batch_size)
+            ood_val = results["ood_val"].summary()
+            scores = {k: results[k].summary()["exact_match"] for k in ("ood_val", "val")}
             improved = selection_score(ood_val) > best_score
             print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()), flush=True)
             if improved:
                 best, best_score = {"step": step, **scores}, selection_score(ood_val)
                 save_checkpoint(model, cfg, step, ckpt_dir / "best.ckpt")
-            resume_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-            save_checkpoint(model, cfg, step, ckpt_dir / "last.ckpt", best=best, best_score=best_score, **resume_state)
+            resumable = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            save_checkpoint(model, cfg, step, ckpt_dir / "last.ckpt", best=best, best_score=best_score, **resumable)
             model.train()
             eval_s, n_evals = eval_s + time.perf_counter() - eval_started, n_evals + 1
             window += time.perf_counter() - eval_started  # throughput counts training time only

@@ -16,7 +16,15 @@ from config import ConfigError, ExperimentConfig
 from data_generation import DataError
 from evaluate import CheckpointError
 from lightning_model import MONITOR
-from utils import build_parser, claim_output_dir, prepare_output_dir, report_run, resolve_config, score_chosen
+from utils import (
+    build_parser,
+    claim_output_dir,
+    prepare_output_dir,
+    report_run,
+    resolve_config,
+    resume_state,
+    score_chosen,
+)
 
 DESCRIPTION = "Train a decoder-only transformer to count; score it by greedy generation at unseen lengths."
 
@@ -97,7 +105,6 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     """Build the module, trainer and callbacks, and fit. Returns the trainer."""
     started = time.perf_counter()
     import pytorch_lightning as pl
-    import torch
 
     from lightning_model import CountingModule, GenerationEval, progress_to_stdout
 
@@ -108,13 +115,7 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
         prepare_output_dir(cfg, overwrite=overwrite, resuming=resume_from is not None)
     resume_step = None
     if resume_from:
-        state = torch.load(resume_from, weights_only=True)
-        if "loops" not in state:
-            raise CheckpointError(
-                f"{resume_from} holds no Lightning resume state; resume a train_lightning.py run from its own "
-                "OUTPUT_DIR/checkpoints/last.ckpt (a train.py run with train.py)"
-            )
-        resume_step = state["global_step"]
+        resume_step = resume_state(resume_from, "loops", "train_lightning.py")["global_step"]
     pl.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = CountingModule(cfg.to_dict())
     module.setup("fit")  # load (or generate) the data now, so data errors come before training starts

@@ -24,7 +24,7 @@ from config import (
     parse_overrides,
     save_config,
 )
-from evaluate import load_checkpoint, score_sets, sets_line
+from evaluate import CheckpointError, evaluate_pairs, load_checkpoint, score_sets, sets_line
 
 # train.* keys a resumed run may change; any other value must agree with the checkpoint's.
 RESUME_SAFE = {"max_steps", "eval_every", "log_every", "logger", "n_examples", "eval_batch_size", "output_dir"}
@@ -199,9 +199,45 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes} min {rest} s"
 
 
-def step_seed(seed: int, step: int) -> int:
-    """The torch seed for training step `step`, so randomness depends on (seed, step) alone."""
-    return (seed * 1_000_003 + step) % 2**63
+def seed_step(seed: int, index: int) -> None:
+    """Seed torch for training step `index` (DDP: step * world + rank), so dropout and position offsets
+    depend on (seed, step) alone and a resumed run draws what the unbroken one would have."""
+    torch.manual_seed((seed * 1_000_003 + index) % 2**63)
+
+
+def check_loss(loss: torch.Tensor, step: int) -> None:
+    """Stop a run whose loss is no longer a number, naming the step and the fix."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower train.lr")
+
+
+def progress_line(step: int, max_steps: int, loss: float, lr: float, tokens_per_s: float) -> str:
+    return f"step {step:>6}/{max_steps}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s"
+
+
+def score_splits(model, splits: dict, batch_size: int) -> dict:
+    """One evaluation during training: greedy answers on val (in distribution) and ood_val (which chooses)."""
+    return {split: evaluate_pairs(model, splits[split], batch_size) for split in ("val", "ood_val")}
+
+
+def atomic_save(path: Path, save, replace: bool = True) -> None:
+    """save(tmp) writes the file; it then takes path's place in one step, so a killed run never leaves half a
+    checkpoint. replace=False: write only (the other DDP ranks of a collective save)."""
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    save(tmp)
+    if replace:
+        os.replace(tmp, path)
+
+
+def resume_state(path: str, needs: str, script: str) -> dict:
+    """The state a resumed run starts from; a checkpoint without `needs` was written by the other trainer."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if needs not in state:
+        raise CheckpointError(
+            f"{path} holds no {script} resume state; resume a run with the script that trained it, "
+            "from its own OUTPUT_DIR/checkpoints/last.ckpt"
+        )
+    return state
 
 
 def configure_optimizer(
