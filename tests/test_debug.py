@@ -16,8 +16,16 @@ from model import CountingTransformer
 from train import save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ("quick_test.py", "quick_train_test.py", "debug_accuracy.py", "stop_margin.py", "close_pairs.py")
-TOOLS += ("direction_flips.py", "heads.py")
+TOOLS = {  # each tool and the options its help must describe
+    "quick_test.py": ["not slow"],
+    "quick_train_test.py": ["--steps", "--min_accuracy", "--output_dir"],
+    "debug_accuracy.py": ["--checkpoint", "--prompt", "--prediction", "--split"],
+    "stop_margin.py": ["--checkpoint", "--min_len", "--max_len", "--per_length"],
+    "close_pairs.py": ["--checkpoint", "--max_gap"],
+    "direction_flips.py": ["--checkpoint", "--split"],
+    "heads.py": ["--checkpoint", "--prompt", "--out", "--per_length", "--score_per_length"],
+    "setup_wandb.py": ["--test_run", "--dir"],
+}
 
 
 def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -27,17 +35,18 @@ def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.Complete
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-@pytest.mark.parametrize("name", TOOLS)
-def test_help(name):
+@pytest.mark.parametrize("name,options", TOOLS.items())
+def test_help_describes_the_tools_options(name, options):
     result = run_tool(name, "--help")
     assert result.returncode == 0 and "usage:" in result.stdout
+    assert all(option in result.stdout for option in options), result.stdout
 
 
-def test_quick_test_passes_every_check():
-    result = run_tool("quick_test.py")
+def test_quick_test_runs_the_fast_tests_and_none_that_train():
+    result = run_tool("quick_test.py", "--collect-only")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("PASS") == 5 and "FAIL" not in result.stdout
-    assert "5/5 checks passed" in result.stdout
+    assert "test_model.py::test_model_is_causal" in result.stdout  # a fast test
+    assert "test_tiny_model_learns_to_count_in_distribution" not in result.stdout  # a slow one
 
 
 # Hand-written answers and what debug_accuracy must report for each (one subprocess for all of them).
@@ -173,12 +182,9 @@ def test_direction_flips_names_a_step_the_wrong_way_and_nothing_else(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_train_test_learns_and_fails_when_it_cannot():
-    learned = run_tool("quick_train_test.py", "--steps", "500")
-    assert learned.returncode == 0, learned.stdout[-2000:] + learned.stderr
-    assert "PASS: learned in 500 steps" in learned.stdout and "val answer loss" in learned.stdout
-    too_short = run_tool("quick_train_test.py", "--steps", "10")
-    assert too_short.returncode == 1 and "FAIL: did not learn in 10 steps" in too_short.stdout
+def test_quick_train_test_fails_when_the_model_has_not_learned():
+    too_short = run_tool("quick_train_test.py", "--steps", "10")  # the passing run is the trained fixture's
+    assert too_short.returncode == 1 and "FAIL: " in too_short.stdout and "after 10 steps" in too_short.stdout
 
 
 def test_setup_wandb_reports_the_mode_and_writes_an_offline_test_run(tmp_path):
