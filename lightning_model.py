@@ -32,7 +32,7 @@ from evaluate import (
     selection_score,
 )
 from model import CountingTransformer
-from plots import length_curve_figure
+from plots import counts_of, length_curve_figure
 from utils import atomic_save, check_loss, configure_optimizer, git_commit, progress_line, score_splits, seed_step
 
 EVAL_SPLITS = ("val", "ood_val")  # scored at every evaluation (utils.score_splits); every test pair at the end
@@ -169,7 +169,7 @@ class GenerationEval(pl.Callback):
                 module.log("ood_val/best_exact_match", self.best)
                 module.log("ood_val/answer_loss", summary["answer_loss"])
                 module.log(MONITOR, torch.tensor(selection_score(summary), dtype=torch.float64))
-            curves[split] = result.by_length()
+            curves[split] = counts_of(result.counts()["by_length"])
         if self._improves(results["ood_val"]):
             self.best_score = selection_score(results["ood_val"].summary())
             self.best_scores = {"step": step, **{k: r.summary()["exact_match"] for k, r in results.items()}}
@@ -199,7 +199,7 @@ class GenerationEval(pl.Callback):
         ]
         columns = ["prompt", "target", "output", "correct", "length", "first_error"]
         merged = {**curves.get("val", {}), **curves.get("ood_val", {})}
-        figure = length_curve_figure({f"step {step}": [merged]}, module.cfg.data.train_max_len)
+        figure = length_curve_figure(merged, module.cfg.data.train_max_len, f"val and ood_val at step {step}")
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 text = "\n".join(f"    {row[0]} {row[2]}  ({'right' if row[3] else row[5]})" for row in table)

@@ -1,50 +1,92 @@
 """Figures: exact match against length, shared by the study, the extrapolation, the logger and the debug tools."""
 
+from dataclasses import dataclass, field
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+Counts = dict[int, tuple[int, int]]  # length -> (errors, pairs) of one run
 
-def length_curve_figure(
-    curves: dict[str, list[dict[int, float]]], train_max_len: int, title: str = "", ax=None, bucket: int = 1
-):
-    """Exact match vs length: one line per name (median over its runs, min-max shaded), training range marked.
 
-    bucket > 1 averages each run over lengths [k*bucket, (k+1)*bucket) first, so many lines stay
-    readable. Draws into ax if given (for a panel of a larger figure); returns the figure.
-    """
-    fig, ax = plt.subplots(figsize=(7, 4)) if ax is None else (ax.figure, ax)
-    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20").colors  # one colour per line
-    for i, (name, runs) in enumerate(curves.items()):
-        runs = [_bucketed(run, bucket) for run in runs]
+@dataclass
+class Curve:
+    """One line of a length plot: a model's runs (one per seed), drawn as their median."""
+
+    label: str  # in words, for the legend
+    runs: list[Counts]
+    color: str = "tab:blue"
+    headline: bool = False  # drawn thickest and on top
+    style: dict = field(default_factory=dict)
+
+
+def counts_of(by_length: dict) -> Counts:
+    """A record's {"L": {"pairs": n, "errors": e}} as {L: (e, n)}."""
+    return {int(n): (c["errors"], c["pairs"]) for n, c in by_length.items()}
+
+
+def _bucketed(run: Counts, width: int) -> dict[float, float]:
+    """Error rate per bucket of `width` lengths (errors and pairs summed), keyed by the bucket's mean length;
+    a lone last length (e.g. 200) joins the bucket before it."""
+    groups: dict[int, list[int]] = {}
+    for n in sorted(run):
+        groups.setdefault(n // width if width > 1 else n, []).append(n)
+    buckets = list(groups.values())
+    if width > 1 and len(buckets) > 1 and len(buckets[-1]) < width // 2:
+        buckets[-2:] = [buckets[-2] + buckets[-1]]
+    return {float(np.mean(ns)): sum(run[n][0] for n in ns) / sum(run[n][1] for n in ns) for ns in buckets}
+
+
+def length_panel(ax, curves: list[Curve], train_max_len: int, title: str, log_errors: bool, bucket: int = 10,
+                 xticks=(6, 60, 70, 150, 200), log_x: bool = False) -> None:  # fmt: skip
+    """Error rate (log_errors: log scale, 0 errors drawn on the floor) or exact match against length: each curve
+    the median over its runs, a min-max band where it has 5 or more; the training lengths shaded."""
+    floor = 3e-4  # where a bucket with no error is drawn on the log scale
+    if log_x:
+        ax.set_xscale("log")
+    shortest, longest = min(min(run) for c in curves for run in c.runs), max(max(run) for c in curves for run in c.runs)
+    ax.set_xlim(shortest * 0.85, longest * 1.15) if log_x else ax.set_xlim(0, longest + 5)
+    for curve in sorted(curves, key=lambda c: c.headline):  # the headline last, so on top
+        runs = [_bucketed(run, bucket) for run in curve.runs]
         lengths = sorted(set().union(*runs))
-        grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])
-        color, width = palette[i % len(palette)], 2.5 if i == 0 else 1.5  # the first name: thicker, on top
-        label = f"{name} (n={len(runs)})"
-        ax.plot(lengths, np.nanmedian(grid, 0), ".-", ms=3, color=color, lw=width, zorder=3 - (i > 0), label=label)
-        if len(runs) > 1:  # the same colour as its line
-            ax.fill_between(lengths, np.nanmin(grid, 0), np.nanmax(grid, 0), color=color, alpha=0.2)
-    ax.axvspan(0, train_max_len + 0.5, color="grey", alpha=0.15, label=f"training lengths (<= {train_max_len})")
-    ax.set(xlabel="sequence length (tokens)", ylabel="exact match", ylim=(-0.02, 1.02), xlim=(0, None))
-    ax.set_title(title or "Counting: generation accuracy by length")
-    ax.legend(loc="lower left", **({} if bucket > 1 else {"fontsize": 8}))
+        grid = np.array([[run.get(n, np.nan) for n in lengths] for run in runs])  # error rates
+        shown = np.maximum(grid, floor) if log_errors else 1 - grid
+        width = 3.2 if curve.headline else 1.6
+        label = f"{curve.label} ({len(runs)} seed{'s' * (len(runs) > 1)})"
+        ax.plot(lengths, np.nanmedian(shown, 0), "-", color=curve.color, lw=width, zorder=3 + curve.headline,
+                label=label, **curve.style)  # fmt: skip
+        if len(runs) >= 5:
+            ax.fill_between(lengths, np.nanmin(shown, 0), np.nanmax(shown, 0), color=curve.color, alpha=0.15, lw=0)
+    ax.axvspan(ax.get_xlim()[0], train_max_len + 0.5, color="grey", alpha=0.12, lw=0)
+    ax.axvline(train_max_len + 0.5, color="grey", lw=0.8)
+    ax.text(train_max_len, 0.97, " trained up to here", transform=ax.get_xaxis_transform(), ha="right", va="top",
+            fontsize=9, color="dimgrey")  # fmt: skip
+    ax.set_xticks(list(xticks))
+    ax.set_xticklabels([f"{x:,}" for x in xticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("sequence length (tokens)")
+    if log_errors:
+        ax.set_yscale("log")
+        ax.set_ylim(floor * 0.7, 1.2)
+        ax.set_yticks([floor, 1e-3, 1e-2, 1e-1, 1])
+        ax.set_yticklabels(["0 errors", "0.1%", "1%", "10%", "100%"])
+        ax.set_ylabel("answers wrong (error rate)")
+    else:
+        ax.set(ylim=(-0.02, 1.02), ylabel="exact match")
+    ax.set_title(title, fontsize=12, loc="left")
+    ax.grid(True, which="major", alpha=0.25)
+    ax.legend(loc="best", fontsize=9, framealpha=0.9)
+
+
+def length_curve_figure(counts: Counts, train_max_len: int, title: str):
+    """One run's exact match by length (the loggers' image at each evaluation)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    length_panel(ax, [Curve("this run", [counts], headline=True)], train_max_len, title, log_errors=False, bucket=1,
+                 xticks=sorted({min(counts), train_max_len, max(counts)}))  # fmt: skip
     fig.tight_layout()
     return fig
-
-
-def _bucketed(by_length: dict[int, float], width: int) -> dict[float, float]:
-    """Mean accuracy per bucket of `width` lengths, keyed by the mean length it covers (for plotting)."""
-    if width <= 1:
-        return by_length
-    groups: dict[int, list[int]] = {}
-    for n in sorted(by_length):
-        groups.setdefault(n // width, []).append(n)
-    buckets = list(groups.values())
-    if len(buckets) > 1 and len(buckets[-1]) < width // 2:  # a lone last length (e.g. 200) joins its neighbours
-        buckets[-2:] = [buckets[-2] + buckets[-1]]
-    return {float(np.mean(ns)): float(np.mean([by_length[n] for n in ns])) for ns in buckets}
 
 
 def heads_figure(weights: list[np.ndarray], first_query: int, title: str):

@@ -29,7 +29,6 @@ import sweep
 
 from config import ConfigError, ExperimentConfig, parse_overrides
 from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range
-from plots import length_curve_figure
 
 LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
 PER_LENGTH = 200  # pairs per length; a length with fewer (12 at 6,000 of 0..5999) is scored whole
@@ -121,21 +120,25 @@ def _cell(median: float, seeds: list[dict]) -> str:
 
 
 def figure(results: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Error rate against length (log-log), one panel per number range, the recipe's curve on top."""
     import matplotlib.pyplot as plt
 
-    curves = {
-        name: [{int(n): s["exact_match"] for n, s in r["by_length"].items()} for r in runs]
-        for name, runs in results.items()
-    }
-    with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):
-        fig, ax = plt.subplots(figsize=(9.5, 6.4))
-        length_curve_figure(curves, TRAIN_MAX_LEN, f"Trained on lengths <= {TRAIN_MAX_LEN}", ax=ax)
-        ax.set_xscale("log")
-        ax.set_xlim(20, 8000)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=10)  # below: no line hidden
+    from plots import Curve, length_panel
+
+    panels = {}
+    for name, runs in results.items():
+        n = int(name.rsplit("_n", 1)[1])  # the row's number range: numbers 0..n-1
+        recipe, standard = name.startswith("recipe") and "minus_value_bias" not in name, name.startswith("standard")
+        color = sweep.COLORS["recipe" if recipe else "nope" if standard else "minus_value_bias"]
+        words = "the recipe" if recipe else "paper_count's standard model" if standard else "the recipe, no value bias"
+        counts = [{int(k): (s["errors"], s["pairs"]) for k, s in r["by_length"].items()} for r in runs]
+        panels.setdefault(n, []).append(Curve(words, counts, color, headline=recipe))
+    with plt.rc_context({"font.size": 12}):
+        fig, axes = plt.subplots(1, len(panels), figsize=(7.6 * len(panels), 5.4), squeeze=False)
+        for ax, (n, curves) in zip(axes[0], sorted(panels.items())):
+            ticks = [x for x in (30, 60, 150, 600, 2000, 6000) if x <= n]
+            title = f"Numbers 0..{n - 1}: trained on lengths <= {TRAIN_MAX_LEN}, counted to {n:,}"
+            length_panel(ax, curves, TRAIN_MAX_LEN, title, log_errors=True, bucket=1, xticks=ticks, log_x=True)
         fig.tight_layout()
         fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -36,7 +36,6 @@ from evaluate import (
     sets_line,
     worst_length_error,
 )
-from plots import length_curve_figure
 from utils import git_commit
 
 # Every row is a set of overrides on the config defaults, the standard decoder-only transformer
@@ -336,37 +335,62 @@ def curve(record: dict) -> dict[int, float]:
     return dict(sorted(merged.items()))
 
 
+COLORS = {  # one colour per model, the same in every figure
+    "recipe": "tab:blue",
+    "nope": "tab:orange",
+    "learned": "tab:green",
+    "rope": "tab:red",
+    "sinusoidal": "tab:purple",
+    "packed": "tab:olive",
+    "prefix": "tab:brown",
+    "plus_value_bias": "tab:cyan",
+    "minus_value_bias": "tab:gray",
+}
+# The study figure: per panel, its one message and the rows it draws (label in words, colour key); the first
+# row is the headline.
+PANELS = {
+    "up": (
+        "A. Counting up: standard transformers fit 6-60, then miss some far counts",
+        [
+            ("standard_nope_up", "standard, no positions (paper_count)", "nope"),
+            ("standard_learned_up", "standard, learned positions + offsets", "learned"),
+            ("standard_learned_up_packed", "standard, learned + offsets, packed rows", "packed"),
+            ("standard_rope_up", "standard, RoPE", "rope"),
+            ("standard_nope_up_plus_value_bias", "standard + the value bias", "plus_value_bias"),
+        ],
+    ),
+    "both": (
+        "B. Both directions: the value bias alone makes it exact",
+        [
+            ("recipe", "the recipe (counting_small)", "recipe"),
+            ("standard_nope_both_plus_value_bias", "standard + the value bias", "plus_value_bias"),
+            ("recipe_minus_value_bias", "the recipe without its value bias", "minus_value_bias"),
+            ("standard_nope_both", "standard, no positions", "nope"),
+            ("standard_learned_both", "standard, learned positions + offsets", "learned"),
+            ("standard_nope_both_prefix", "standard + prefix training (not the strict task)", "prefix"),
+        ],
+    ),
+}
+
+
 def figure(records: list[dict], path: Path, train_max_len: int) -> None:
-    """Exact match vs length, 6-200 in buckets of 10: panel A counting up, panel B both directions.
-
-    Panel B shows standard NoPE, standard + prefix, the recipe and the three removals that hurt most.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Error rate against length, 6-200 in buckets of 10 (log scale: 97% and 100% far apart), one panel per task."""
     import matplotlib.pyplot as plt
 
-    curves: dict[str, list[dict[int, float]]] = {}
+    from plots import Curve, counts_of, length_panel
+
+    runs: dict[str, list] = {}
     for r in records:
-        curves.setdefault(r["row"], []).append(curve(r))
-    panels = {"up": [n for n in curves if ROWS[n].panel == "up"]}
-    removals = sorted(
-        (n for n in curves if n.startswith("recipe_minus_")),
-        key=lambda n: np.median([r["chosen"]["test"]["exact_match"] for r in records if r["row"] == n]),
-    )[:3]
-    both = ["recipe", "standard_nope_both", "standard_nope_both_prefix", *removals]
-    panels["both"] = [n for n in both if n in curves]
-    panels["wide"] = [n for n in curves if ROWS[n].panel == "wide"]
-    shown = {k: v for k, v in panels.items() if v}
-    titles = {
-        "up": "A. Counting up (the paper's task)",
-        "both": "B. Both directions (the seed's task)",
-        "wide": "Wider number ranges",
-    }
-    with plt.rc_context({"font.size": 13, "legend.fontsize": 11}):  # legible when shrunk onto a slide
-        fig, axes = plt.subplots(1, len(shown), figsize=(7.5 * len(shown), 5.2), squeeze=False)
-        for ax, (panel, names) in zip(axes[0], shown.items()):
-            length_curve_figure({n: curves[n] for n in names}, train_max_len, titles[panel], ax=ax, bucket=10)
+        runs.setdefault(r["row"], []).append(
+            {k: v for c in r["chosen"].values() for k, v in counts_of(c["by_length"]).items()}
+        )
+    panels = {k: (t, [(n, w, c) for n, w, c in rows if n in runs]) for k, (t, rows) in PANELS.items()}
+    panels = {k: v for k, v in panels.items() if v[1]}
+    with plt.rc_context({"font.size": 12}):  # legible when shrunk onto a slide
+        fig, axes = plt.subplots(1, len(panels), figsize=(7.8 * len(panels), 5.4), squeeze=False)
+        for ax, (title, rows) in zip(axes[0], panels.values()):
+            curves = [Curve(words, runs[n], COLORS[c], headline=i == 0) for i, (n, words, c) in enumerate(rows)]
+            length_panel(ax, curves, train_max_len, title, log_errors=True)
         fig.tight_layout()
         fig.savefig(path, dpi=130)
     plt.close(fig)
