@@ -60,11 +60,8 @@ def train_step(model, batch, optimizer, scheduler, grad_clip: float, autocast_dt
 
 
 def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | None = None) -> dict:
-    """Train, evaluating every eval_every steps and at the last; keep best.ckpt by ood_val selection_score.
-
-    Returns the best evaluation's step and exact match per split; the chosen checkpoint is then scored
-    on every pair of the report sets, as in train_lightning.py.
-    """
+    """Train, evaluating every eval_every steps and at the last; keep best.ckpt by ood_val selection_score, then
+    score it on every pair of the report sets, as train_lightning.py does. Returns the best evaluation."""
     started = time.perf_counter()
     t = cfg.train
     if t.precision not in ("32-true", "32", "bf16-mixed"):
@@ -103,23 +100,30 @@ def train(cfg: ExperimentConfig, overwrite: bool = False, resume_from: str | Non
             tokens_seen, window = 0, time.perf_counter()
         if step % t.eval_every == 0 or step == t.max_steps:
             eval_started = time.perf_counter()
-            results = score_splits(model, splits, t.eval_batch_size)
-            ood_val = results["ood_val"].summary()
-            scores = {k: results[k].summary()["exact_match"] for k in ("ood_val", "val")}
-            improved = selection_score(ood_val) > best_score
-            print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()), flush=True)
-            if improved:
-                best, best_score = {"step": step, **scores}, selection_score(ood_val)
-                save_checkpoint(model, cfg, step, ckpt_dir / "best.ckpt")
-            resumable = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-            save_checkpoint(model, cfg, step, ckpt_dir / "last.ckpt", best=best, best_score=best_score, **resumable)
-            model.train()
+            best, best_score = evaluate_and_save(model, cfg, step, splits, (best, best_score), optimizer, scheduler)
             eval_s, n_evals = eval_s + time.perf_counter() - eval_started, n_evals + 1
             window += time.perf_counter() - eval_started  # throughput counts training time only
     best = best and {**best, "path": str(ckpt_dir / "best.ckpt")}
     sets, final_s = score_chosen(best, cfg, splits["ood_val"])
     report_run(out, best, sets, time.perf_counter() - started, eval_s + final_s, n_evals)
     return best
+
+
+def evaluate_and_save(model, cfg: ExperimentConfig, step: int, splits: dict, best_so_far, optimizer, scheduler):
+    """Score val and ood_val; write best.ckpt if ood_val's selection score improved, and last.ckpt with the
+    resume state. Returns the (best, best score) after this step."""
+    best, best_score = best_so_far
+    results = score_splits(model, splits, cfg.train.eval_batch_size)
+    scores = {k: results[k].summary()["exact_match"] for k in ("ood_val", "val")}
+    print(f"step {step}: " + "  ".join(f"{k} {v:.1%}" for k, v in scores.items()), flush=True)
+    ckpt_dir = Path(cfg.train.output_dir) / "checkpoints"
+    if selection_score(results["ood_val"].summary()) > best_score:
+        best, best_score = {"step": step, **scores}, selection_score(results["ood_val"].summary())
+        save_checkpoint(model, cfg, step, ckpt_dir / "best.ckpt")
+    resumable = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    save_checkpoint(model, cfg, step, ckpt_dir / "last.ckpt", best=best, best_score=best_score, **resumable)
+    model.train()
+    return best, best_score
 
 
 DESCRIPTION = "Plain-PyTorch training of the counting transformer (the same run as train_lightning.py)."

@@ -12,10 +12,14 @@ import uuid
 import warnings
 from pathlib import Path
 
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
 from config import ConfigError, ExperimentConfig
 from data_generation import DataError
-from evaluate import CheckpointError
-from lightning_model import MONITOR
+from evaluate import CheckpointError, bucket_table
+from lightning_model import MONITOR, CountingModule, GenerationEval, LastCheckpoint, PrintProgress, progress_to_stdout
 from utils import (
     build_parser,
     claim_output_dir,
@@ -35,8 +39,6 @@ def make_loggers(cfg: ExperimentConfig, out: Path, resume_step: int | None = Non
     On resume both continue the same run: TensorBoard drops events logged after the checkpoint's
     step (a killed run logged some), and W&B reuses the run id kept in the output dir.
     """
-    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
-
     loggers = []
     if cfg.train.logger in ("tensorboard", "both"):
         purge = {} if resume_step is None else {"purge_step": resume_step + 1}
@@ -53,8 +55,6 @@ def make_loggers(cfg: ExperimentConfig, out: Path, resume_step: int | None = Non
 
 def _finish_wandb(trainer) -> None:
     """Close the W&B run so its files are complete; say how to upload an offline run."""
-    from pytorch_lightning.loggers import WandbLogger
-
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and trainer.is_global_zero:
             run_dir = Path(logger.experiment.dir).parent
@@ -68,8 +68,6 @@ def _finish_wandb(trainer) -> None:
 
 def log_sets(loggers: list, sets: dict | None, step: int) -> None:
     """The chosen checkpoint's final scores (test, in_distribution, far): exact match, errors, pairs, and by bucket."""
-    from evaluate import bucket_table
-
     metrics = {}
     for name, counts in (sets or {}).items():
         metrics |= {f"{name}/{key}": counts[key] for key in ("exact_match", "errors", "pairs")}
@@ -85,10 +83,6 @@ def make_callbacks(cfg: ExperimentConfig, ckpt_dir: Path, fast_dev_run: bool = F
     Lightning runs checkpoint callbacks last and in list order, so last.ckpt is written after
     ModelCheckpoint has taken in the newest score.
     """
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from lightning_model import GenerationEval, LastCheckpoint, PrintProgress
-
     callbacks = [
         GenerationEval(cfg.train.n_examples, limit=32 if fast_dev_run else None),
         PrintProgress(cfg.train.log_every),
@@ -101,13 +95,33 @@ def make_callbacks(cfg: ExperimentConfig, ckpt_dir: Path, fast_dev_run: bool = F
     return callbacks
 
 
+def make_trainer(cfg: ExperimentConfig, callbacks: list, fast_dev_run: bool, resume_step: int | None) -> pl.Trainer:
+    """The Lightning Trainer of a run: steps, evaluation cadence, precision, devices, loggers."""
+    t = cfg.train
+    return pl.Trainer(
+        max_steps=t.max_steps,
+        val_check_interval=t.eval_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=t.grad_clip or None,
+        precision=t.precision,
+        accelerator=t.accelerator,
+        devices=int(t.devices) if t.devices.isdigit() else t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        logger=False if fast_dev_run or t.logger == "none" else make_loggers(cfg, Path(t.output_dir), resume_step),
+        callbacks=callbacks,
+        fast_dev_run=fast_dev_run,
+        enable_progress_bar=progress_to_stdout(),
+        enable_model_summary=False,
+        log_every_n_steps=t.log_every,
+        default_root_dir=t.output_dir,
+    )
+
+
 def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | None = None, overwrite: bool = False):
     """Build the module, trainer and callbacks, and fit. Returns the trainer."""
     started = time.perf_counter()
-    import pytorch_lightning as pl
-
-    from lightning_model import CountingModule, GenerationEval, progress_to_stdout
-
     out = Path(cfg.train.output_dir)
     ckpt_dir = out / "checkpoints"
     if not fast_dev_run:
@@ -120,26 +134,8 @@ def train(cfg: ExperimentConfig, fast_dev_run: bool = False, resume_from: str | 
     module = CountingModule(cfg.to_dict())
     module.setup("fit")  # load (or generate) the data now, so data errors come before training starts
     callbacks = make_callbacks(cfg, ckpt_dir, fast_dev_run)
+    trainer = make_trainer(cfg, callbacks, fast_dev_run, resume_step)
     t = cfg.train
-    trainer = pl.Trainer(
-        max_steps=t.max_steps,
-        val_check_interval=t.eval_every,
-        check_val_every_n_epoch=None,
-        num_sanity_val_steps=0,
-        gradient_clip_val=t.grad_clip or None,
-        precision=t.precision,
-        accelerator=t.accelerator,
-        devices=int(t.devices) if t.devices.isdigit() else t.devices,
-        strategy=t.strategy,
-        num_nodes=t.num_nodes,
-        logger=False if fast_dev_run or t.logger == "none" else make_loggers(cfg, out, resume_step),
-        callbacks=callbacks,
-        fast_dev_run=fast_dev_run,
-        enable_progress_bar=progress_to_stdout(),
-        enable_model_summary=False,
-        log_every_n_steps=t.log_every,
-        default_root_dir=str(out),
-    )
     print(
         f"Training {module.model.num_params():,} parameters ({cfg.model.pos_encoding} positions, "
         f"{cfg.model.number_encoding} numbers) for {t.max_steps} steps on {trainer.strategy.root_device}; "
