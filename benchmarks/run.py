@@ -36,7 +36,7 @@ import data_generation as dg
 import train as plain_train
 import train_lightning
 from config import ConfigError, ExperimentConfig, load_config, parse_overrides
-from evaluate import evaluate_pairs, generate_answers
+from evaluate import evaluate_pairs, generate_answers, pairs_for_range
 from model import CountingTransformer
 from utils import configure_optimizer
 
@@ -179,11 +179,20 @@ def evaluation(make: Make, b: Budget) -> tuple[dict, list[Row]]:
         res[f"{name}_seq_s"] = len(pairs) / res[f"{name}_s"]
     res["kv_speedup"] = res["recompute_s"] / res["kv_cache_s"]
     res["teacher_forced_speedup"] = res["kv_cache_s"] / res["teacher_forced_s"]
+    d = cfg.data  # every pair of the test range, as evaluate.py --all_pairs scores it (ood_val's pairs too)
+    every = pairs_for_range(d.test_min_len, d.test_max_len, d.max_number, direction=d.direction)
+    res["all_pairs"], res["all_pairs_s"] = len(every), seconds(lambda: evaluate_pairs(model, every, 512))
+    res["pairs_per_s"] = len(every) / res["all_pairs_s"]
     used = f"{len(pairs)} test sequences" + (" (a subset)" if b.eval_n else " (whole split)")
     seq_s = ", ".join(f"{k} {res[f'{k}_seq_s']:,.1f}" for k in ("kv_cache", "recompute", "teacher_forced"))
     return res, [
         ("KV cache vs recompute decoding", f"{res['kv_speedup']:.1f}x", f"{used}; sequences/s: {seq_s}"),
         ("teacher-forced scoring vs KV decoding", f"{res['teacher_forced_speedup']:.1f}x", used),
+        (
+            "every pair of the test range, scored",
+            f"{res['pairs_per_s']:,.0f} pairs/s",
+            f"{res['all_pairs']:,} pairs ({d.test_min_len}-{d.test_max_len}) in {res['all_pairs_s']:.1f} s",
+        ),
     ]
 
 
@@ -308,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "padding_fraction": results["padding"]["bucketed_pad_fraction"],
         "kv_vs_recompute_speedup": results["evaluation"]["kv_speedup"],
         "eval_share_of_wall": results["eval_share"]["share"],
+        "scoring_pairs_per_s": results["evaluation"]["pairs_per_s"],
         "mfu_cpu": results["mfu"]["mfu"],
     }
     hw = hardware()

@@ -15,6 +15,7 @@ FIGURES = (
     "padding_fraction",
     "kv_vs_recompute_speedup",
     "eval_share_of_wall",
+    "scoring_pairs_per_s",
     "mfu_cpu",
 )
 
