@@ -4,8 +4,9 @@
 #   SMOKE=1 bash benchmarks/gpu_check.sh /tmp/gpu_smoke      # a minute on CPU: every step at a tiny size
 # 1. training tokens/s and step time of counting_config's model at 32-true, 16-mixed and bf16-mixed
 #    (the progress lines of a short run; they leave evaluation out);
-# 2. counting_config seeds 0 and 1 and seed_system seed 0, trained to the end of their schedules;
-# 3. every best checkpoint scored by evaluate.py on test, val and fresh lengths 151-200.
+# 2. counting_config seeds 0 and 1, seed_system seed 0 and paper_count (the fitted standard setup) at the
+#    paper's scale (6 layers, 8 heads, width 512) seed 0, trained to the end of their schedules;
+# 3. each run's chosen checkpoint, scored by the run itself on every pair of 6-60, 70-150 and 151-200.
 # Everything lands in OUT: one folder per run, timing.txt, scores.md.
 set -euo pipefail
 OUT=${1:?usage: bash benchmarks/gpu_check.sh OUT_DIR}
@@ -38,24 +39,25 @@ EOF
 done
 cat "$OUT/timing.txt"
 
-for run in counting_config:0 counting_config:1 seed_system:0; do
-  cfg=${run%:*} seed=${run#*:}
+PAPER_SCALE=(model.n_layer=6 model.n_head=8 model.d_model=512 model.d_ff=2048)
+for run in counting_config:0 counting_config:1 seed_system:0 paper_count:0; do
+  cfg=${run%:*} seed=${run#*:} extra=()
+  [[ $cfg == paper_count && -z "${SMOKE:-}" ]] && extra=("${PAPER_SCALE[@]}")
+  [[ $cfg == paper_count && -n "${SMOKE:-}" ]] && extra=(data.data_dir="$OUT/data_up")  # its own, up-only splits
   t0=$SECONDS
   python train_lightning.py --config "$cfg" --seed "$seed" --output_dir "$OUT/${cfg}_seed$seed" --overwrite \
-    "${ARGS[@]}" >"$OUT/logs/${cfg}_seed$seed.log" 2>&1
+    "${ARGS[@]}" "${extra[@]}" >"$OUT/logs/${cfg}_seed$seed.log" 2>&1
   echo "$cfg seed $seed: $((SECONDS - t0)) s wall; $(tail -1 "$OUT/logs/${cfg}_seed$seed.log")" | tee -a "$OUT/timing.txt"
 done
 
-echo "| run | test 70-150 | val 6-60 | 151-200 |" >"$OUT/scores.md"
+echo "| run | in-dist 6-60: errors / pairs | test 70-150 | 151-200 |" >"$OUT/scores.md"
 echo "|---|---|---|---|" >>"$OUT/scores.md"
-for dir in "$OUT"/counting_config_seed* "$OUT"/seed_system_seed*; do
-  ckpt="$dir/checkpoints/best.ckpt"
-  for split in test val; do python evaluate.py --checkpoint "$ckpt" --split "$split" --json "$dir/$split.json" >/dev/null; done
-  python evaluate.py --checkpoint "$ckpt" --min_len 151 --max_len 200 --per_length 2 --json "$dir/151_200.json" >/dev/null
+for dir in "$OUT"/*_seed*; do
   python - "$dir" >>"$OUT/scores.md" <<'EOF'
 import json, pathlib, sys
 d = pathlib.Path(sys.argv[1])
-cells = [f"{json.loads((d / f'{s}.json').read_text())['overall']:.1%}" for s in ("test", "val", "151_200")]
+sets = json.loads((d / "summary.json").read_text())["sets"]
+cells = [f"{sets[k]['errors']:,} / {sets[k]['pairs']:,}" if k in sets else "-" for k in ("in_distribution", "test", "far")]
 print(f"| {d.name} | " + " | ".join(cells) + " |")
 EOF
 done
