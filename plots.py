@@ -39,7 +39,7 @@ def _bucketed(run: Counts, width: int) -> dict[float, float]:
     return {float(np.mean(ns)): sum(run[n][0] for n in ns) / sum(run[n][1] for n in ns) for ns in buckets}
 
 
-def length_panel(ax, curves: list[Curve], train_max_len: int, title: str, log_errors: bool, bucket: int = 10,
+def length_panel(ax, curves: list[Curve], train_max_len: int | None, title: str, log_errors: bool, bucket: int = 10,
                  xticks=(6, 60, 70, 150, 200), log_x: bool = False) -> None:  # fmt: skip
     """Error rate (log_errors: log scale, 0 errors drawn on the floor) or exact match against length: each curve
     the median over its runs, a min-max band where it has 5 or more; the training lengths shaded."""
@@ -59,10 +59,11 @@ def length_panel(ax, curves: list[Curve], train_max_len: int, title: str, log_er
                 label=label, **curve.style)  # fmt: skip
         if len(runs) >= 5:
             ax.fill_between(lengths, np.nanmin(shown, 0), np.nanmax(shown, 0), color=curve.color, alpha=0.15, lw=0)
-    ax.axvspan(ax.get_xlim()[0], train_max_len + 0.5, color="grey", alpha=0.12, lw=0)
-    ax.axvline(train_max_len + 0.5, color="grey", lw=0.8)
-    ax.text(train_max_len, 0.97, " trained up to here", transform=ax.get_xaxis_transform(), ha="right", va="top",
-            fontsize=9, color="dimgrey")  # fmt: skip
+    if train_max_len:  # the training lengths, shaded
+        ax.axvspan(ax.get_xlim()[0], train_max_len + 0.5, color="grey", alpha=0.12, lw=0)
+        ax.axvline(train_max_len + 0.5, color="grey", lw=0.8)
+        ax.text(train_max_len, 0.97, " trained up to here", transform=ax.get_xaxis_transform(), ha="right",
+                va="top", fontsize=9, color="dimgrey")  # fmt: skip
     ax.set_xticks(list(xticks))
     ax.set_xticklabels([f"{x:,}" for x in xticks])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

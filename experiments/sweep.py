@@ -172,7 +172,7 @@ def comparable(cfg: dict) -> dict:
 
 
 def finished_record(cfg: ExperimentConfig) -> dict | None:
-    """The run's record.json if it exists, holds the counts of today's scoring and was made with this config."""
+    """The run's record.json if it holds every range set_ranges names and was made with this config, else None."""
     path = Path(cfg.train.output_dir) / "record.json"
     if not path.is_file():
         return None
@@ -396,6 +396,30 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> None:
     plt.close(fig)
 
 
+def training_length_figure(records: list[dict], path: Path) -> None:
+    """The paper's figure: exact match against length (6-200) for each training maximum, paper_count's model."""
+    import matplotlib.pyplot as plt
+
+    from plots import Curve, counts_of, length_panel
+
+    runs: dict[int, list] = {}
+    for r in records:
+        if r["row"] == "standard_nope_up" or ROWS[r["row"]].panel == "length":
+            by_length = {n: c for counts in r["chosen"].values() for n, c in counts_of(counts["by_length"]).items()}
+            runs.setdefault(r["config"]["data"]["train_max_len"], []).append(by_length)
+    colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(runs)))
+    curves = [
+        Curve(f"trained on lengths <= {n}", runs[n], colors[i], headline=n == 60) for i, n in enumerate(sorted(runs))
+    ]
+    with plt.rc_context({"font.size": 12}):
+        fig, ax = plt.subplots(figsize=(8.5, 5.4))
+        length_panel(ax, curves, None, "How long must training be? paper_count's model, counting up", log_errors=False,
+                     xticks=(6, 20, 40, 60, 100, 150, 200))  # fmt: skip
+        fig.tight_layout()
+        fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
 def report(records: list[dict], out: Path, name: str = "results") -> None:
     """Write NAME.json, NAME.md and NAME.png into out, and print the table."""
     out.mkdir(parents=True, exist_ok=True)
@@ -403,6 +427,8 @@ def report(records: list[dict], out: Path, name: str = "results") -> None:
     md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
     (out / f"{name}.md").write_text(md + "\n")
     figure(records, out / f"{name}.png", ExperimentConfig().data.train_max_len)
+    if any(ROWS[r["row"]].panel == "length" for r in records):
+        training_length_figure(records, out / f"{name}_training_length.png")
     print(md)
     print(f"Wrote {out}/{name}.json, .md and .png")
 
