@@ -41,7 +41,7 @@ def score_run(run: Path, lengths: list[int], per_length: int) -> dict:
     """Score one run's best checkpoint at each length, shortest first, on a sample drawn with the run's own
     seed (every pair where a length has per_length or fewer); peak memory is this process's so far."""
     model, cfg = load_checkpoint(run / "checkpoints" / "best.ckpt")
-    out = {"lengths": lengths, "per_length": per_length, "by_length": {}}
+    out = {"lengths": lengths, "per_length": per_length, "max_number": cfg.data.max_number, "by_length": {}}
     for length in [n for n in lengths if n - 6 <= cfg.data.max_number]:  # longer counts need larger numbers
         pairs = pairs_for_range(length, length, cfg.data.max_number, per_length, cfg.train.seed, cfg.data.direction)
         started = time.perf_counter()
@@ -127,7 +127,7 @@ def figure(results: dict[str, list[dict]], path: Path) -> None:
 
     panels = {}
     for name, runs in results.items():
-        n = int(name.rsplit("_n", 1)[1])  # the row's number range: numbers 0..n-1
+        n = runs[0]["max_number"] + 1  # the row's number range: numbers 0..n-1
         recipe, standard = name.startswith("recipe") and "minus_value_bias" not in name, name.startswith("standard")
         color = sweep.COLORS["recipe" if recipe else "nope" if standard else "minus_value_bias"]
         words = "the recipe" if recipe else "paper_count's standard model" if standard else "the recipe, no value bias"

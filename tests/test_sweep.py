@@ -12,7 +12,8 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 import sweep  # noqa: E402
 
-from config import ExperimentConfig, apply_overrides, load_config  # noqa: E402
+from config import SMALL_TASK, ExperimentConfig, apply_overrides, load_config  # noqa: E402
+from evaluate import pair_count  # noqa: E402
 
 
 def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_up_row():
@@ -53,35 +54,35 @@ def test_a_record_made_before_a_new_config_key_still_counts_as_finished(tmp_path
 @pytest.mark.slow
 def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
-    cmd = [sys.executable, "experiments/sweep.py", "--rows", "recipe,standard_nope_up", "--seeds", "0", "--jobs", "2"]
-    cmd += ["--runs", str(runs), "--out", str(out), "train.max_steps=20", "train.eval_every=10"]
+    small = [f"{k}={v}" for k, v in SMALL_TASK.items()] + [f"data.data_dir={tmp_path / 'data'}"]
+    overrides = ["train.max_steps=20", "train.eval_every=10", *small]  # the small task: seconds to score
+    cmd = [sys.executable, "experiments/sweep.py", "--rows", "recipe,standard_nope_both", "--seeds", "0", "--jobs", "2"]
+    cmd += ["--runs", str(runs), "--out", str(out), *overrides]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     assert "2 runs to go (2 at a time, local)" in first.stdout
     assert "Training" in (runs / "recipe_seed0" / "train.log").read_text()  # each job's output in its own log
     records = json.loads((out / "results.json").read_text())
-    assert [r["row"] for r in records] == ["standard_nope_up", "recipe"]  # the study's row order
+    assert [r["row"] for r in records] == ["standard_nope_both", "recipe"]  # the study's row order
     for r in records:
-        assert set(sweep.curve(r)) == set(range(6, 201)) and r["best_step"] == 20  # every length, 61-69 too
+        assert set(sweep.curve(r)) == set(range(6, 46)) and r["best_step"] == 20  # every length to 45, 21 too
         test = r["chosen"]["test"]
-        every = 7776 if r["row"] == "standard_nope_up" else 15552  # the pairs at 70-150: up only, or both ways
-        assert test["pairs"] == every - 81 * 20 and not test["sampled"]  # less ood_val's 20 per length
+        assert test["pairs"] == pair_count(22, 30, 39, "both") - 9 * 2 and not test["sampled"]  # less ood_val's
         assert test["errors"] == sum(c["errors"] for c in test["by_length"].values())
         assert r["last"] == r["chosen"]  # the last evaluation chose it, so the last checkpoint is the chosen one
     assert "| `recipe` | counting_small: the recipe | 1 |" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 10_000
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "0 runs to go" in again.stdout  # finished runs are not trained again
-    changed = sweep.row_config("recipe", 0, runs, {"train.max_steps": "21", "train.eval_every": "10"})
+    changed = sweep.row_config("recipe", 0, runs, sweep.parse_overrides(overrides) | {"train.max_steps": "21"})
     assert sweep.finished_record(changed) is None  # a run made with another config does not count as done
 
     far = [sys.executable, "experiments/extrapolate.py", "--runs", str(runs), "--out", str(out), "--seeds", "0"]
-    far += ["--rows", "recipe,standard_nope_up", "--lengths", "30,70,200", "--per_length", "2"]
-    far += ["train.max_steps=20", "train.eval_every=10"]
+    far += ["--rows", "recipe,standard_nope_both", "--lengths", "10,30,45", "--per_length", "2", *overrides]
     scored = subprocess.run(far, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert scored.returncode == 0, scored.stdout[-2000:] + scored.stderr[-2000:]
     results = json.loads((out / "extrapolation.json").read_text())
-    assert set(results) == {"recipe", "standard_nope_up"}
-    assert list(results["recipe"][0]["by_length"]) == ["30", "70", "200"]
+    assert set(results) == {"recipe", "standard_nope_both"}
+    assert list(results["recipe"][0]["by_length"]) == ["10", "30", "45"]
     assert "| `recipe` | 1 |" in (out / "extrapolation.md").read_text()
     assert (out / "extrapolation.png").stat().st_size > 10_000
