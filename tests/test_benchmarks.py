@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from config import SMALL_TASK
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = (
     "lightning_vs_plain_throughput",
@@ -31,6 +33,7 @@ def test_smoke_benchmark_writes_all_figures(tmp_path):
         "counting_tiny",
         "--json",
         str(out),
+        *(f"{k}={v}" for k, v in SMALL_TASK.items()),  # the small task: every pair scores in a second
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

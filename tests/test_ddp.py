@@ -27,7 +27,7 @@ def test_two_process_ddp_trains_and_reports_the_single_process_accuracy(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("step 40:") == 1  # rank 0 alone prints the evaluation
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
-    printed = float(re.findall(r"test\s+exact\s+([\d.]+)%", proc.stdout)[-1]) / 100
+    printed = float(re.findall(r"ood_val\s+exact\s+([\d.]+)%", proc.stdout)[-1]) / 100  # at step 40, rank 0
     model, cfg = load_checkpoint(out / "checkpoints" / "last.ckpt")
-    single = evaluate_pairs(model, load_splits(cfg.data)["test"]).summary()["exact_match"]
+    single = evaluate_pairs(model, load_splits(cfg.data)["ood_val"]).summary()["exact_match"]
     assert abs(printed - single) < 1e-3

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, load_config
+from config import SMALL_TASK, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,7 +230,7 @@ def test_a_second_run_into_a_running_runs_folder_stops_and_a_killed_runs_folder_
     (out / "checkpoints").mkdir()
     (out / "checkpoints" / "best.ckpt").write_text("the running run's")
     cmd = ["train_lightning.py", "--config", "counting_tiny", "--max_steps", "2", "--output_dir", str(out)]
-    cmd += ["--logger", "none", f"data.data_dir={tmp_path / 'data'}"]
+    cmd += ["--logger", "none", f"data.data_dir={tmp_path / 'data'}", *(f"{k}={v}" for k, v in SMALL_TASK.items())]
     for extra in ([], ["--overwrite"]):
         assert_clean_error(run(*cmd, *extra), "is in use by a running training", f"pid {holder.pid}")
     assert (out / "checkpoints" / "best.ckpt").read_text() == "the running run's"  # nothing touched
