@@ -20,6 +20,7 @@ from config import EOS, NUMBER_OFFSET, PAD, SEP, SOS, SPECIALS, ConfigError, Dat
 
 PROMPT_LEN = 4  # SoS a b >
 SPLITS = ("train", "val", "ood_val", "test")
+PAIR_CAP = 400  # a reported length with more pairs than this (wide number ranges) is sampled down to it
 FORMAT_VERSION = 1
 
 
@@ -116,6 +117,65 @@ def pairs_of_length(length: int, max_number: int, direction: str = "both") -> np
     if d == 0 or direction == "up":
         return up
     return np.concatenate([up, up[:, ::-1]])
+
+
+def pairs_for_range(
+    min_len: int,
+    max_len: int,
+    max_number: int,
+    per_length: int | None = None,
+    seed: int = 0,
+    direction: str = "both",
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """Every pair (of `direction`) at each length in [min_len, max_len] that is not in `exclude`;
+    with per_length, a length with more is sampled down to that many (different for each seed)."""
+    if not 6 <= min_len <= max_len:
+        raise ValueError(f"lengths must satisfy 6 <= --min_len <= --max_len, got {min_len}..{max_len}")
+    if max_len - 6 > max_number:
+        raise ValueError(f"length {max_len} needs numbers up to {max_len - 6}, beyond max_number={max_number}")
+    rng = np.random.default_rng(seed)
+    excluded = np.zeros(0, dtype=np.int64) if exclude is None else exclude[:, 0] * (max_number + 1) + exclude[:, 1]
+    chunks = []
+    for n in range(min_len, max_len + 1):
+        pool = pairs_of_length(n, max_number, direction)
+        pool = pool[~np.isin(pool[:, 0] * (max_number + 1) + pool[:, 1], excluded)]
+        if per_length is not None and len(pool) > per_length:
+            pool = pool[np.sort(rng.choice(len(pool), per_length, replace=False))]
+        chunks.append(pool)
+    return np.concatenate(chunks)
+
+
+def pair_count(min_len: int, max_len: int, max_number: int, direction: str) -> int:
+    """How many pairs the lengths [min_len, max_len] hold in all."""
+    return sum(len(pairs_of_length(n, max_number, direction)) for n in range(min_len, max_len + 1))
+
+
+def set_ranges(data: DataConfig) -> dict[str, tuple[int, int]]:
+    """The length ranges a finished run is reported on: training, between training and test, test, and up to
+    50 tokens beyond (while the numbers reach); {name: (shortest, longest)}, empty ranges left out."""
+    ranges = {
+        "in_distribution": (data.train_min_len, data.train_max_len),
+        "between": (data.train_max_len + 1, data.test_min_len - 1),  # empty when training reaches the test range
+        "test": (data.test_min_len, data.test_max_len),
+        "far": (data.test_max_len + 1, min(data.test_max_len + 50, data.max_number + 6)),
+    }
+    return {name: (lo, hi) for name, (lo, hi) in ranges.items() if lo <= hi}
+
+
+def report_sets(data: DataConfig, ood_val: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, str]]:
+    """Every pair of each set_ranges range that selection never saw (lengths with more than PAIR_CAP pairs
+    sampled down, differently for each seed): {name: (pairs, label)}."""
+    return {
+        name: (pairs_for_range(lo, hi, data.max_number, PAIR_CAP, seed, data.direction, ood_val), f"{lo}-{hi}")
+        for name, (lo, hi) in set_ranges(data).items()
+    }
+
+
+def pairs_in_range(pairs: np.ndarray, lo: int, hi: int) -> int:
+    """How many of these pairs have a length in [lo, hi]."""
+    lengths = seq_length(pairs[:, 0], pairs[:, 1])
+    return int(((lengths >= lo) & (lengths <= hi)).sum())
 
 
 def _spread(total: int, n_bins: int, rng: np.random.Generator) -> np.ndarray:

@@ -30,7 +30,10 @@ from data_generation import (
     answer_mask,
     encode_batch,
     ensure_splits,
-    pairs_of_length,
+    pair_count,
+    pairs_for_range,
+    pairs_in_range,
+    report_sets,
     seq_length,
     target_answer,
 )
@@ -39,7 +42,6 @@ from model import CountingTransformer, KVCache
 FAILURES = ("correct", "start", "direction", "miscount", "early_stop", "no_stop")
 # The bar a run must meet, on every pair it was not chosen on: error rates at most these.
 BAR = {"test": 0.01, "test_length": 0.03, "in_distribution": 0.005}
-PAIR_CAP = 400  # a scored length with more pairs than this (wide number ranges) is sampled down to it
 
 
 class CheckpointError(Exception):
@@ -354,59 +356,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[CountingTran
     return model, cfg
 
 
-def pairs_for_range(
-    min_len: int,
-    max_len: int,
-    max_number: int,
-    per_length: int | None = None,
-    seed: int = 0,
-    direction: str = "both",
-    exclude: np.ndarray | None = None,
-) -> np.ndarray:
-    """Every pair (of `direction`) at each length in [min_len, max_len] that is not in `exclude`;
-    with per_length, a length with more is sampled down to that many (different for each seed)."""
-    if not 6 <= min_len <= max_len:
-        raise ValueError(f"lengths must satisfy 6 <= --min_len <= --max_len, got {min_len}..{max_len}")
-    if max_len - 6 > max_number:
-        raise ValueError(f"length {max_len} needs numbers up to {max_len - 6}, beyond max_number={max_number}")
-    rng = np.random.default_rng(seed)
-    excluded = np.zeros(0, dtype=np.int64) if exclude is None else exclude[:, 0] * (max_number + 1) + exclude[:, 1]
-    chunks = []
-    for n in range(min_len, max_len + 1):
-        pool = pairs_of_length(n, max_number, direction)
-        pool = pool[~np.isin(pool[:, 0] * (max_number + 1) + pool[:, 1], excluded)]
-        if per_length is not None and len(pool) > per_length:
-            pool = pool[np.sort(rng.choice(len(pool), per_length, replace=False))]
-        chunks.append(pool)
-    return np.concatenate(chunks)
-
-
-def pair_count(min_len: int, max_len: int, max_number: int, direction: str) -> int:
-    """How many pairs the lengths [min_len, max_len] hold in all."""
-    return sum(len(pairs_of_length(n, max_number, direction)) for n in range(min_len, max_len + 1))
-
-
-def set_ranges(data: DataConfig) -> dict[str, tuple[int, int]]:
-    """The length ranges a finished run is reported on: training, between training and test, test, and up to
-    50 tokens beyond (while the numbers reach); {name: (shortest, longest)}, empty ranges left out."""
-    ranges = {
-        "in_distribution": (data.train_min_len, data.train_max_len),
-        "between": (data.train_max_len + 1, data.test_min_len - 1),  # empty when training reaches the test range
-        "test": (data.test_min_len, data.test_max_len),
-        "far": (data.test_max_len + 1, min(data.test_max_len + 50, data.max_number + 6)),
-    }
-    return {name: (lo, hi) for name, (lo, hi) in ranges.items() if lo <= hi}
-
-
-def report_sets(data: DataConfig, ood_val: np.ndarray, seed: int = 0) -> dict[str, tuple[np.ndarray, str]]:
-    """Every pair of each set_ranges range that selection never saw (lengths with more than PAIR_CAP pairs
-    sampled down, differently for each seed): {name: (pairs, label)}."""
-    return {
-        name: (pairs_for_range(lo, hi, data.max_number, PAIR_CAP, seed, data.direction, ood_val), f"{lo}-{hi}")
-        for name, (lo, hi) in set_ranges(data).items()
-    }
-
-
 def score_sets(model: CountingTransformer, data: DataConfig, ood_val: np.ndarray, seed: int = 0, batch_size=512):
     """counts() of the model on each of report_sets, with its length range and whether it was sampled."""
     out = {}
@@ -414,13 +363,8 @@ def score_sets(model: CountingTransformer, data: DataConfig, ood_val: np.ndarray
         lo, hi = map(int, label.split("-"))
         total = pair_count(lo, hi, data.max_number, data.direction)
         counts = evaluate_pairs(model, pairs, batch_size).counts()
-        out[name] = {"range": label, "sampled": len(pairs) < total - _in_range(ood_val, lo, hi), **counts}
+        out[name] = {"range": label, "sampled": len(pairs) < total - pairs_in_range(ood_val, lo, hi), **counts}
     return out
-
-
-def _in_range(pairs: np.ndarray, lo: int, hi: int) -> int:
-    lengths = seq_length(pairs[:, 0], pairs[:, 1])
-    return int(((lengths >= lo) & (lengths <= hi)).sum())
 
 
 def sets_line(sets: dict[str, dict]) -> str:
@@ -494,7 +438,7 @@ def _pairs_to_score(args, cfg: ExperimentConfig) -> tuple[np.ndarray, str]:
     hi = cfg.data.test_max_len if args.max_len is None else args.max_len
     d = cfg.data
     pairs = pairs_for_range(lo, hi, d.max_number, args.per_length, args.sample_seed, d.direction, splits["ood_val"])
-    total, left_out = pair_count(lo, hi, d.max_number, d.direction), _in_range(splits["ood_val"], lo, hi)
+    total, left_out = pair_count(lo, hi, d.max_number, d.direction), pairs_in_range(splits["ood_val"], lo, hi)
     what = f"every {d.direction if d.direction == 'up' else 'two-way'} pair"
     if len(pairs) < total - left_out:
         what = f"a sample (seed {args.sample_seed}) of at most {args.per_length} pairs per length of {total:,}"

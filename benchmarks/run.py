@@ -36,7 +36,7 @@ import data_generation as dg
 import train as plain_train
 import train_lightning
 from config import ConfigError, ExperimentConfig, load_config, parse_overrides
-from evaluate import evaluate_pairs, generate_answers, pairs_for_range
+from evaluate import evaluate_pairs, generate_answers
 from model import CountingTransformer
 from utils import configure_optimizer
 
@@ -180,7 +180,7 @@ def evaluation(make: Make, b: Budget) -> tuple[dict, list[Row]]:
     res["kv_speedup"] = res["recompute_s"] / res["kv_cache_s"]
     res["teacher_forced_speedup"] = res["kv_cache_s"] / res["teacher_forced_s"]
     d = cfg.data  # every pair of the test range, as evaluate.py --all_pairs scores it (ood_val's pairs too)
-    every = pairs_for_range(d.test_min_len, d.test_max_len, d.max_number, direction=d.direction)
+    every = dg.pairs_for_range(d.test_min_len, d.test_max_len, d.max_number, direction=d.direction)
     res["all_pairs"], res["all_pairs_s"] = len(every), seconds(lambda: evaluate_pairs(model, every, 512))
     res["pairs_per_s"] = len(every) / res["all_pairs_s"]
     used = f"{len(pairs)} test sequences" + (" (a subset)" if b.eval_n else " (whole split)")

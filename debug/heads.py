@@ -27,8 +27,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_generation import EOS, NUMBER_OFFSET, PROMPT_LEN, CountingTokenizer, encode_batch  # noqa: E402
-from evaluate import CheckpointError, evaluate_pairs, load_checkpoint, pairs_for_range  # noqa: E402
+from data_generation import (  # noqa: E402
+    EOS,
+    NUMBER_OFFSET,
+    PROMPT_LEN,
+    CountingTokenizer,
+    encode_batch,
+    pairs_for_range,  # noqa: E402
+)
+from evaluate import CheckpointError, evaluate_pairs, load_checkpoint  # noqa: E402
 from model import CountingTransformer  # noqa: E402
 
 SELECTS = ("SoS", "start", "end", "current", "previous", "same value", "largest", "smallest")

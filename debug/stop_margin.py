@@ -17,8 +17,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_generation import EOS, NUMBER_OFFSET, PROMPT_LEN, encode_batch  # noqa: E402
-from evaluate import CheckpointError, load_checkpoint, pairs_for_range  # noqa: E402
+from data_generation import (  # noqa: E402
+    EOS,
+    NUMBER_OFFSET,
+    PROMPT_LEN,
+    encode_batch,
+    pairs_for_range,  # noqa: E402
+)
+from evaluate import CheckpointError, load_checkpoint  # noqa: E402
 
 
 @torch.no_grad()

@@ -28,7 +28,8 @@ import runner  # first: it puts the project's root on sys.path
 import sweep
 
 from config import ConfigError, ExperimentConfig, parse_overrides
-from evaluate import evaluate_pairs, load_checkpoint, pairs_for_range
+from data_generation import pairs_for_range
+from evaluate import evaluate_pairs, load_checkpoint
 
 LENGTHS = (30, 60, 70, 100, 150, 200, 300, 400, 500, 600, 1000, 2000, 4000, 6000)
 PER_LENGTH = 200  # pairs per length; a length with fewer (12 at 6,000 of 0..5999) is scored whole

@@ -26,13 +26,12 @@ import runner  # first: it puts the project's root on sys.path
 import torch
 
 from config import RECIPE, ConfigError, ExperimentConfig, apply_overrides, from_dict, load_config, parse_overrides
-from data_generation import ensure_splits
+from data_generation import ensure_splits, set_ranges
 from evaluate import (
     evaluate_pairs,
     load_checkpoint,
     meets_bar,
     score_sets,
-    set_ranges,
     sets_line,
     worst_length_error,
 )

@@ -213,7 +213,7 @@ def test_output_dir_guard_is_shared_and_overwrite_clears_the_old_run(tmp_path):
 
 @pytest.mark.parametrize("lo,hi", [(3, 10), (20, 10)])
 def test_evaluate_length_range_must_be_valid(lo, hi):
-    from evaluate import pairs_for_range
+    from data_generation import pairs_for_range
 
     with pytest.raises(ValueError, match="6 <= --min_len <= --max_len"):
         pairs_for_range(lo, hi, 199, 2)

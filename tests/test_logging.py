@@ -10,8 +10,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from config import SMALL_TASK
-from data_generation import load_splits
-from evaluate import pair_count
+from data_generation import load_splits, pair_count
 
 ROOT = Path(__file__).resolve().parents[1]
 

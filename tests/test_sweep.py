@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import sweep  # noqa: E402
 
 from config import SMALL_TASK, ExperimentConfig, apply_overrides, load_config  # noqa: E402
-from evaluate import pair_count  # noqa: E402
+from data_generation import pair_count  # noqa: E402
 
 
 def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_up_row():
