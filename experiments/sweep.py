@@ -151,6 +151,12 @@ def length_rows(enc: str) -> dict[str, Row]:
 
 ROWS |= wide_rows(600) | wide_rows(6000, feature_head=True)  # 10x and 100x training; experiments/extrapolate.py
 ROWS |= length_rows("nope")
+ROWS["standard_nope_both_plus_value_bias_feature_head_n6000"] = Row(
+    {**ROWS["standard_nope_both_plus_value_bias"].overrides, "data.max_number": 5999, "data.data_dir": "data/n6000"}
+    | {"model.number_head": "features"},
+    "standard + the value bias + feature head, numbers 0..5999",
+    "wide",
+)
 STUDY_ROWS = [n for n, r in ROWS.items() if r.panel in ("up", "both")]
 QUICK_ROWS = ("recipe", "standard_nope_up")
 QUICK = {"train.max_steps": "300", "train.eval_every": "150"}
