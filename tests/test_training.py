@@ -144,25 +144,24 @@ def test_selection_score_ranks_by_exact_match_then_by_lower_answer_loss():
     assert score(1.0, 0.01) > score(1.0, 0.02)  # a tie goes to the surer checkpoint
 
 
-def test_both_trainers_share_one_command_line():
-    from utils import build_parser
-
-    def helps(lightning: bool) -> dict:
-        return {a.option_strings[0]: a.help for a in build_parser("", lightning)._actions if a.option_strings}
-
-    plain, full = helps(False), helps(True)
-    for flag in ("--config", "--seed", "--output_dir", "--max_steps", "--resume_from", "--overwrite", "--debug"):
-        assert plain[flag] == full[flag], flag
-    assert set(plain) < set(full) and "--fast_dev_run" in set(full) - set(plain)
-
-
 @pytest.mark.slow
-def test_plain_loop_takes_max_steps_and_writes_a_checkpoint_evaluate_loads(tmp_path):
-    from config import SMALL_TASK
+def test_both_trainers_run_the_same_training_from_the_same_command_line(tmp_path):
+    from config import SMALL_TASK, load_config
 
-    out = tmp_path / "run"
-    overrides = [f"{k}={v}" for k, v in SMALL_TASK.items()] + [f"data.data_dir={tmp_path / 'data'}"]
-    proc = run_cli("train.py", "--config", "counting_tiny", "--max_steps", "30", "--output_dir", str(out), *overrides)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1].startswith("Done in ")  # 30 < eval_every: scored at the end anyway
-    assert evaluate_main(["--checkpoint", str(out / "checkpoints" / "best.ckpt"), "--split", "val"]) == 0
+    common = ["--config", "counting_tiny", "--seed", "2", "--max_steps", "30", f"data.data_dir={tmp_path / 'data'}"]
+    common += [f"{k}={v}" for k, v in SMALL_TASK.items()]
+    for script, out in (("train.py", "plain"), ("train_lightning.py", "lightning")):
+        proc = run_cli(script, *common, "--output_dir", str(tmp_path / out), *(["--logger", "none"] * (out != "plain")))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().splitlines()[-1].startswith("Done in ")  # 30 < eval_every: scored at the end
+    configs = [load_config(str(tmp_path / out / "config.yaml")).to_dict() for out in ("plain", "lightning")]
+    for c in configs:
+        c["train"] = {k: v for k, v in c["train"].items() if k not in ("output_dir", "logger")}
+    assert configs[0] == configs[1]  # the same flags resolve to the same run
+    weights = [torch.load(tmp_path / out / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"] for out in
+               ("plain", "lightning")]  # fmt: skip
+    assert max((weights[0][k] - weights[1][k]).abs().max().item() for k in weights[0]) < 1e-4  # the same 30 steps
+    summaries = [json.loads((tmp_path / out / "summary.json").read_text()) for out in ("plain", "lightning")]
+    assert [s["best"]["step"] for s in summaries] == [30, 30]
+    assert summaries[0]["sets"]["test"]["pairs"] == summaries[1]["sets"]["test"]["pairs"] > 0
+    assert evaluate_main(["--checkpoint", str(tmp_path / "plain" / "checkpoints" / "best.ckpt"), "--split", "val"]) == 0
