@@ -35,6 +35,7 @@ def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.Complete
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,options", TOOLS.items())
 def test_help_describes_the_tools_options(name, options):
     result = run_tool(name, "--help")
@@ -42,8 +43,9 @@ def test_help_describes_the_tools_options(name, options):
     assert all(option in result.stdout for option in options), result.stdout
 
 
+@pytest.mark.slow
 def test_quick_test_runs_the_fast_tests_and_none_that_train():
-    result = run_tool("quick_test.py", "--collect-only")
+    result = run_tool("quick_test.py", "--collect-only")  # collecting, not running: they run in this suite
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test_model.py::test_model_is_causal" in result.stdout  # a fast test
     assert "test_tiny_model_learns_to_count_in_distribution" not in result.stdout  # a slow one
@@ -105,11 +107,13 @@ def test_debug_accuracy_reports_the_divergence_of_a_hand_written_answer(case, ha
         (["--checkpoint", "missing.ckpt"], "not found"),
     ],
 )
+@pytest.mark.slow
 def test_debug_accuracy_rejects_bad_input_in_one_line(args, message):
     result = run_tool("debug_accuracy.py", *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_debug_accuracy_explains_a_checkpoint(tmp_path):
     cfg = load_config("counting_tiny", {"train.output_dir": str(tmp_path)})
     torch.manual_seed(0)
@@ -136,6 +140,7 @@ def always_predicting(token_id: int, tmp_path: Path) -> Path:
     return ckpt
 
 
+@pytest.mark.slow
 def test_stop_margin_reads_every_position_before_b(tmp_path):
     ckpt = always_predicting(EOS, tmp_path)
     result = run_tool(
@@ -148,6 +153,7 @@ def test_stop_margin_reads_every_position_before_b(tmp_path):
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
     ckpt = always_predicting(NUMBER_OFFSET + 5, tmp_path)  # always the number 5
     result = run_tool("close_pairs.py", "--checkpoint", str(ckpt))
@@ -165,6 +171,7 @@ def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
     assert bad.returncode == 2 and "--max_gap" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_direction_flips_names_a_step_the_wrong_way_and_nothing_else(tmp_path):
     sys.path.insert(0, str(ROOT / "debug"))
     from direction_flips import flips
@@ -187,6 +194,7 @@ def test_quick_train_test_fails_when_the_model_has_not_learned():
     assert too_short.returncode == 1 and "FAIL: " in too_short.stdout and "after 10 steps" in too_short.stdout
 
 
+@pytest.mark.slow
 def test_setup_wandb_reports_the_mode_and_writes_an_offline_test_run(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WANDB_MODE", None)

@@ -70,6 +70,7 @@ def test_yaml_round_trip(tmp_path):
     assert load_config(str(tmp_path / "c.yaml")) == cfg
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path):
     assert_clean_error(run("train_lightning.py", "--config", "nope_preset"), "unknown config")
     assert_clean_error(run("train_lightning.py", "train.lr=-1"), "train.lr")
@@ -112,12 +113,14 @@ def untrained_ckpt(tmp_path):
         ("\n\n", ["holds no prompts"]),
     ],
 )
+@pytest.mark.slow
 def test_bad_prompt_files_name_the_line(tmp_path, untrained_ckpt, content, words):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(content)
     assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--prompts", str(prompts)), *words)
 
 
+@pytest.mark.slow
 def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(tmp_path):
     import torch
 
@@ -143,14 +146,17 @@ def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(t
         ("data.n_val", ["key=value"]),
     ],
 )
+@pytest.mark.slow
 def test_evaluation_overrides_may_not_change_the_trained_model(untrained_ckpt, override, words):
     assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), override), *words)
 
 
+@pytest.mark.slow
 def test_an_unknown_evaluation_device_is_refused(untrained_ckpt):
     assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--device", "tpu"), "--device tpu")
 
 
+@pytest.mark.slow
 def test_unwritable_output_dir_and_existing_checkpoints_are_refused(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -186,6 +192,7 @@ def test_empty_and_stale_splits_are_reported(tmp_path):
         load_splits(cfg)
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_with_a_clear_message(tmp_path):
     proc = run(
         "train_lightning.py", "--config", "counting_tiny", "--output_dir", str(tmp_path / "run"),
@@ -195,6 +202,7 @@ def test_diverging_loss_stops_with_a_clear_message(tmp_path):
     assert not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
 
 
+@pytest.mark.slow
 def test_output_dir_guard_is_shared_and_overwrite_clears_the_old_run(tmp_path):
     from utils import prepare_output_dir
 
@@ -219,6 +227,7 @@ def test_evaluate_length_range_must_be_valid(lo, hi):
         pairs_for_range(lo, hi, 199, 2)
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_running_runs_folder_stops_and_a_killed_runs_folder_is_free_again(tmp_path):
     out = tmp_path / "run"
     hold = (

@@ -40,6 +40,7 @@ def test_teacher_forced_scoring_equals_real_decoding(trained):
     assert np.array_equal(fast.first_error, slow.first_error)
 
 
+@pytest.mark.slow
 def test_scoring_in_blocks_gives_the_same_scores(trained, monkeypatch):
     import evaluate
 
@@ -112,6 +113,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_help_describes_every_flag():
     out = run_cli("train_lightning.py", "--help").stdout
     for flag in ("--config", "--seed", "--output_dir", "--fast_dev_run", "--resume_from", "--max_steps", "--precision"):
