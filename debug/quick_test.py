@@ -1,9 +1,9 @@
-"""Seconds-long sanity check of an install: the test suite's fast tests (those that train nothing).
+"""Half-a-minute sanity check of an install: the test suite's fast tests (those that start nothing and train nothing).
 
     python debug/quick_test.py [-- PYTEST ARGS]
 
-Runs `pytest -m "not slow"`: data, format, tokenizer, model, KV cache, loss mask, configs and error
-messages; the tests that train a model for real (marked slow) are left to `python -m pytest`.
+Runs `pytest -m "not slow"`: data, format, tokenizer, model, KV cache, loss mask, configs, the
+scorer; the tests that start a subprocess or train a model (marked slow) are left to `python -m pytest`.
 """
 
 import os
