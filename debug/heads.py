@@ -7,11 +7,13 @@ breaks without it.
    keys the program's selects choose drawn in: SoS, start and end (columns), current and previous
    token (diagonals).
 2. Heads as selects: for each select of the count program, the share of answer positions where a
-   head puts at least half of its attention on the key that select chooses (--per_length pairs per
-   length at 70-150), the best head per select, and what each head does.
+   head puts at least half of its attention on the keys that select chooses (every earlier key holding
+   the chosen value; --per_length pairs per length at 70-150), the best head per select, and what each
+   head does, on all pairs and on each direction apart (a head that picks the largest number reads
+   end on the way up and start on the way down).
 3. Interventions: each head mean-ablated in turn (its output replaced by its mean), the value-bias
    slopes set to 0 and flipped, then every pair at 70-150 and 6-60 scored with the kinds of first
-   error. Early stops: each head's attention on `end` where the count really ends, elsewhere, and at
+   error. Early stops: each head's attention on b's keys where the count really ends, elsewhere, and at
    the positions where the model stops early.
 Writes DIR/heads.json, DIR/heads.md and DIR/heads.png (default DIR: next to the checkpoint).
 """
@@ -66,22 +68,30 @@ def attention_weights(model: CountingTransformer, tokens: torch.Tensor) -> list[
     return seen
 
 
-def select_keys(tokens: np.ndarray) -> dict[str, np.ndarray]:
-    """For every query position of every row, the key position each select chooses (B, T); -1 where none."""
+def select_masks(tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Per select, (B, Tq, Tk) True at the keys it chooses for each query, as a RASP select's predicate does:
+    every earlier key that holds the chosen value (a copy of start in the answer is start too)."""
     B, T = tokens.shape
     value = np.where(tokens >= NUMBER_OFFSET, tokens - NUMBER_OFFSET, -1)
-    t = np.broadcast_to(np.arange(T), (B, T))
-    keys = {"SoS": np.zeros((B, T), int), "start": np.ones((B, T), int), "end": np.full((B, T), 2)}
-    keys |= {"current": t.copy(), "previous": t - 1}
-    same, largest, smallest = (np.full((B, T), -1) for _ in range(3))
-    for q in range(1, T):
-        earlier = value[:, :q]
-        match = (earlier == value[:, q : q + 1]) & (value[:, q : q + 1] >= 0)
-        same[:, q] = np.where(match.any(1), match.argmax(1), -1)
-        numbers = value[:, 1 : q + 1]
-        largest[:, q] = 1 + np.where(numbers >= 0, numbers, -1).argmax(1)
-        smallest[:, q] = 1 + np.where(numbers >= 0, numbers, 10**9).argmin(1)
-    return keys | {"same value": same, "largest": largest, "smallest": smallest}
+    place = np.arange(T)
+    causal = place[None, :] <= place[:, None]  # (Tq, Tk)
+    is_number = value >= 0
+
+    def holding(v: np.ndarray) -> np.ndarray:  # v (B, Tq): keys whose value is v of that query
+        return (value[:, None, :] == v[:, :, None]) & is_number[:, None, :] & (v[:, :, None] >= 0) & causal
+
+    biggest = np.maximum.accumulate(value, axis=1)
+    least = np.minimum.accumulate(np.where(is_number, value, 10**9), axis=1)
+    return {
+        "SoS": np.broadcast_to(place == 0, (B, T, T)) & causal,
+        "start": holding(np.broadcast_to(value[:, 1:2], (B, T))),
+        "end": holding(np.broadcast_to(value[:, 2:3], (B, T))),
+        "current": np.broadcast_to(place[None, :] == place[:, None], (B, T, T)),
+        "previous": np.broadcast_to(place[None, :] == place[:, None] - 1, (B, T, T)),
+        "same value": holding(value) & (place[None, :] < place[:, None]),
+        "largest": holding(biggest),
+        "smallest": holding(np.where(least < 10**9, least, -1)),
+    }
 
 
 def answer_queries(tokens: np.ndarray) -> np.ndarray:
@@ -92,22 +102,20 @@ def answer_queries(tokens: np.ndarray) -> np.ndarray:
 
 
 def match_rates(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
-    """{"L.H": {select: share of answer positions where head H of layer L gives the select's key >= MOST}}."""
+    """{"L.H": {select: share of answer positions where head H of layer L gives the select's keys >= MOST}}."""
     hits: dict[str, dict[str, list[int]]] = {}
     for start in range(0, len(pairs), batch):
         part = pairs[start : start + batch]
-        tokens = encode_batch(part[:, 0], part[:, 1])
-        weights = attention_weights(model, tokens[:, :-1])
-        keys, queries = select_keys(tokens[:, :-1].numpy()), answer_queries(tokens[:, :-1].numpy())
-        for layer, w in enumerate(weights):
-            w = w.numpy()
+        tokens = encode_batch(part[:, 0], part[:, 1])[:, :-1]
+        masks, queries = select_masks(tokens.numpy()), answer_queries(tokens.numpy())
+        for layer, w in enumerate(attention_weights(model, tokens)):
             for head in range(w.shape[1]):
                 counts = hits.setdefault(f"{layer}.{head}", {s: [0, 0] for s in SELECTS})
-                for name, key in keys.items():
-                    valid = queries & (key >= 0)
-                    rows, cols = np.nonzero(valid)
-                    counts[name][0] += int((w[rows, head, cols, key[rows, cols]] >= MOST).sum())
-                    counts[name][1] += len(rows)
+                for name, mask in masks.items():
+                    valid = queries & mask.any(-1)  # (B, Tq): answer positions where the select chooses a key
+                    weight = (w[:, head].numpy() * mask).sum(-1)
+                    counts[name][0] += int((weight[valid] >= MOST).sum())
+                    counts[name][1] += int(valid.sum())
     return {h: {s: n / max(1, d) for s, (n, d) in c.items()} for h, c in hits.items()}
 
 
@@ -210,7 +218,7 @@ def _nothing():
 
 @torch.inference_mode()
 def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
-    """Each head's mean weight on `end` (position 2) where the count really ends, at other answer
+    """Each head's mean weight on the keys holding b where the count really ends, at other answer
     positions, and at the early stops (a number due, EoS the argmax); and the (current, b) of each stop."""
     sums: dict[str, np.ndarray] = {}  # head -> [sum, count] for true ends, elsewhere, early stops
     stops = []
@@ -224,8 +232,9 @@ def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: i
         kinds = (ends, queries & ~ends & ~early, early)
         rows, cols = np.nonzero(early)
         stops += [[int(tokens[r, c]) - NUMBER_OFFSET, int(part[r, 1])] for r, c in zip(rows, cols)]
+        end = select_masks(tokens[:, :-1].numpy())["end"]  # keys holding b: end, and the answer's b
         for layer, w in enumerate(attention_weights(model, tokens[:, :-1])):
-            on_end = w[:, :, :, 2].numpy()  # (B, nh, T)
+            on_end = (w.numpy() * end[:, None]).sum(-1)  # (B, nh, T)
             for head in range(w.shape[1]):
                 acc = sums.setdefault(f"{layer}.{head}", np.zeros((3, 2)))
                 acc += [[on_end[:, head][k].sum(), k.sum()] for k in kinds]
@@ -254,8 +263,12 @@ def report(result: dict) -> str:
             f"| {r['select']}: {WHAT[r['select']]} | {r['head']} | {r['rate']:.1%} "
             f"| {r['next']} ({rates[r['next']][r['select']]:.1%}) |"
         )
-    lines += ["", "| head | matches best | share |", "|---|---|---|"]
-    lines += [f"| {h} | {s or 'nothing (under 50%)'} | {x:.1%} |" for h, (s, x) in result["roles"].items()]
+    roles = {"all pairs": result["roles"], **{f"counting {d}": r for d, r in result["roles_by_direction"].items()}}
+    lines += ["", "| head | " + " | ".join(f"{w}: matches best | share" for w in roles) + " |"]
+    lines.append("|---|" + "---|---|" * len(roles))
+    for h in result["roles"]:
+        cells = [f"{r[h][0] or 'nothing (under 50%)'} | {r[h][1]:.1%}" for r in roles.values()]
+        lines.append(f"| {h} | {' | '.join(cells)} |")
     names = [k for k in result["interventions"][0] if k != "intervention"]
     lines += ["", "| intervention | " + " | ".join(f"{n}: errors / pairs" for n in names) + " | first errors (test): "
               "start / direction / miscount / early stop / no stop |", "|---|" + "---|" * (len(names) + 1)]  # fmt: skip
@@ -267,7 +280,7 @@ def report(result: dict) -> str:
     stops = result["early_stops"]
     lines += ["", f"Early stops on the test pairs: {len(stops['stops'])}; (current, b) of the first 20: "
               + ", ".join(f"({c}, {b})" for c, b in stops["stops"][:20])]  # fmt: skip
-    lines += ["", "| head | weight on end where the count ends | elsewhere | at early stops |", "|---|---|---|---|"]
+    lines += ["", "| head | weight on b where the count ends | elsewhere | at early stops |", "|---|---|---|---|"]
     for h, x in stops["heads"].items():
         lines.append(f"| {h} | {x['at true ends']:.2f} | {x['elsewhere']:.2f} | {x['at early stops']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -310,6 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         "rates": rates,
         "best": best_heads(rates),
         "roles": head_roles(rates),
+        "roles_by_direction": {
+            way: head_roles(match_rates(model, sample[keep]))
+            for way, keep in (("up", sample[:, 0] < sample[:, 1]), ("down", sample[:, 0] > sample[:, 1]))
+            if d.direction == "both"
+        },
         "interventions": interventions(model, sets, head_means(model, sample)),
         "early_stops": early_stop_attention(model, sets["test"]),
     }
