@@ -8,10 +8,11 @@
         --out experiments/results/wide   # numbers 0..5999; the other wide rows: experiments/extrapolate.py
 
 Every row is named by what it is against one of two references: the standard transformer
-(`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`). Each run keeps the checkpoint
-with the best ood_val score and reports it on test (70-150), val (6-60) and fresh lengths 151-200;
-test never chooses anything. Runs live in --runs (one folder each, record.json when scored) and
-are skipped when their record matches the row's config, so the same command continues a study.
+(`standard_*`; `counting_small` is `standard_nope_both_plus_value_bias`) or the full recipe
+(`recipe_minus_*`). Each run keeps the checkpoint with the best ood_val score; that checkpoint and
+the last are scored on every pair of 6-60, 61-69, 70-150 (less ood_val's pairs: the test) and
+151-200, so test never chooses anything. Runs live in --runs (one folder each, record.json when
+scored) and are skipped when their record matches the row's config, so the same command continues.
 """
 
 import argparse
@@ -39,7 +40,7 @@ from utils import git_commit
 
 # Every row is a set of overrides on the config defaults, the standard decoder-only transformer
 # (config.py), named by what it is against one of two references: the standard transformer
-# (`standard_*`) or the recipe, `counting_small` (`recipe_minus_*`).
+# (`standard_*`) or the full recipe (`recipe_minus_*`).
 ENCODINGS = {  # row name part: (words, overrides)
     "nope": ("no positions", {"model.pos_encoding": "none"}),
     "learned": ("learned + random offsets", {"model.pos_encoding": "learned", "model.random_pos_offset": True}),
@@ -71,7 +72,7 @@ ROWS = {
         "standard, no positions, + prefix training (NOT the strict task)",
         "both",
     ),
-    "recipe": Row(RECIPE, "counting_small: the recipe", "both"),
+    "recipe": Row(RECIPE, "the full recipe", "both"),
     "recipe_minus_value_bias": Row(
         {**RECIPE, "model.value_bias": False, "model.value_bias_scaled": False}, "recipe without the value bias", "both"
     ),
@@ -104,7 +105,7 @@ ROWS = {
     **{
         f"standard_nope_{task}_plus_value_bias": Row(
             {**ENCODINGS["nope"][1], **({} if task == "both" else UP), "model.value_bias": True},
-            f"standard, no positions, + the value bias, {words}",
+            f"{'counting_small: ' if task == 'both' else ''}standard, no positions, + the value bias, {words}",
             task,
         )
         for task, words in (("both", "both directions"), ("up", "counting up"))
@@ -367,8 +368,8 @@ PANELS = {
     "both": (
         "B. Both directions: the value bias alone makes it exact",
         [
-            ("recipe", "the recipe (counting_small)", "recipe"),
-            ("standard_nope_both_plus_value_bias", "standard + the value bias", "plus_value_bias"),
+            ("standard_nope_both_plus_value_bias", "standard + the value bias (counting_small)", "plus_value_bias"),
+            ("recipe", "the full recipe", "recipe"),
             ("recipe_minus_value_bias", "the recipe without its value bias", "minus_value_bias"),
             ("standard_nope_both", "standard, no positions", "nope"),
             ("standard_learned_both", "standard, learned positions + offsets", "learned"),
@@ -452,7 +453,8 @@ def parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", action="store_true", help="every row: 5 seeds (3 where seeds 0-2 all fail)")
-    parser.add_argument("--rows", help=f"comma list of rows (or of panels: up, both, wide) instead: {', '.join(ROWS)}")
+    panels = "up, both, length, control, wide"
+    parser.add_argument("--rows", help=f"comma list of rows (or of panels: {panels}) instead: {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-4 or 0,3,7 (default 0-4)")
     parser.add_argument("--quick", action="store_true", help=f"rows {', '.join(QUICK_ROWS)}, seed 0, 300 steps")
     parser.add_argument("--runs", help="folder of run folders (default outputs/study, outputs/study_quick)")

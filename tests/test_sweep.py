@@ -33,6 +33,8 @@ def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_
         ExperimentConfig(), {**sweep.ROWS["recipe_feature_head_n6000"].overrides, "train.output_dir": "x"}
     )
     assert wide.to_dict() == load_config("counting_wide", {"train.output_dir": "x"}).to_dict()  # the pretrained row
+    small = apply_overrides(ExperimentConfig(), {**sweep.ROWS["standard_nope_both_plus_value_bias"].overrides})
+    assert small.to_dict() == load_config("counting_small", {"train.output_dir": small.train.output_dir}).to_dict()
 
 
 def test_a_record_made_before_a_new_config_key_still_counts_as_finished(tmp_path):
@@ -70,7 +72,7 @@ def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
         assert test["pairs"] == pair_count(22, 30, 39, "both") - 9 * 2 and not test["sampled"]  # less ood_val's
         assert test["errors"] == sum(c["errors"] for c in test["by_length"].values())
         assert r["last"] == r["chosen"]  # the last evaluation chose it, so the last checkpoint is the chosen one
-    assert "| `recipe` | counting_small: the recipe | 1 |" in (out / "results.md").read_text()
+    assert "| `recipe` | the full recipe | 1 |" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 10_000
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "0 runs to go" in again.stdout  # finished runs are not trained again

@@ -121,7 +121,7 @@ def test_help_describes_every_flag():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["counting_tiny", "counting_small"])  # counting_small: order+code, online
+@pytest.mark.parametrize("preset", ["counting_tiny", "counting_small"])
 def test_fast_dev_run_generates_missing_data_and_finishes(tmp_path, preset):
     data_dir = tmp_path / "data"
     proc = run_cli(
