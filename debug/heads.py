@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data_generation import (  # noqa: E402
     EOS,
     NUMBER_OFFSET,
+    PAD,
     PROMPT_LEN,
     CountingTokenizer,
     encode_batch,
@@ -95,10 +96,10 @@ def select_masks(tokens: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def answer_queries(tokens: np.ndarray) -> np.ndarray:
-    """(B, T) True at the positions whose next token is an answer token: '>' and every answer number."""
-    place = np.arange(tokens.shape[1])[None, :]
-    following = np.concatenate([tokens[:, 1:], np.zeros_like(tokens[:, :1])], axis=1)
-    return (place >= PROMPT_LEN - 1) & (following != 0)
+    """(B, T-1) True at the input positions of tokens[:, :-1] whose next token is an answer token: '>',
+    every answer number and the last one, whose next token is EoS."""
+    place = np.arange(tokens.shape[1] - 1)[None, :]
+    return (place >= PROMPT_LEN - 1) & (tokens[:, 1:] != PAD)
 
 
 def match_rates(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
@@ -106,8 +107,9 @@ def match_rates(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) 
     hits: dict[str, dict[str, list[int]]] = {}
     for start in range(0, len(pairs), batch):
         part = pairs[start : start + batch]
-        tokens = encode_batch(part[:, 0], part[:, 1])[:, :-1]
-        masks, queries = select_masks(tokens.numpy()), answer_queries(tokens.numpy())
+        full = encode_batch(part[:, 0], part[:, 1])
+        tokens, queries = full[:, :-1], answer_queries(full.numpy())
+        masks = select_masks(tokens.numpy())
         for layer, w in enumerate(attention_weights(model, tokens)):
             for head in range(w.shape[1]):
                 counts = hits.setdefault(f"{layer}.{head}", {s: [0, 0] for s in SELECTS})
@@ -226,7 +228,7 @@ def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: i
         part = pairs[start : start + batch]
         tokens = encode_batch(part[:, 0], part[:, 1])
         pred, target = model(tokens[:, :-1]).argmax(-1).numpy(), tokens[:, 1:].numpy()
-        queries = answer_queries(tokens[:, :-1].numpy())
+        queries = answer_queries(tokens.numpy())
         ends = queries & (target == EOS)  # EoS due next: current = end
         early = queries & (target >= NUMBER_OFFSET) & (pred == EOS)
         kinds = (ends, queries & ~ends & ~early, early)
