@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 import sweep  # noqa: E402
 
 from config import SMALL_TASK, ExperimentConfig, apply_overrides, load_config  # noqa: E402
-from data_generation import pair_count  # noqa: E402
+from data_generation import ensure_splits, pair_count  # noqa: E402
 
 
 def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_up_row():
@@ -88,3 +88,10 @@ def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
     assert list(results["recipe"][0]["by_length"]) == ["10", "30", "45"]
     assert "| `recipe` | 1 |" in (out / "extrapolation.md").read_text()
     assert (out / "extrapolation.png").stat().st_size > 10_000
+
+
+def test_every_length_row_can_generate_its_splits(tmp_path):
+    for name, row in sweep.ROWS.items():
+        if row.panel in ("length", "control"):  # few pairs at short lengths counting up: the split sizes must fit
+            cfg = apply_overrides(ExperimentConfig(), {**row.overrides, "data.data_dir": str(tmp_path / name)})
+            assert ensure_splits(cfg.data)["train"].shape[0] == cfg.data.n_train
