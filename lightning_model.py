@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from config import ExperimentConfig, from_dict
 from data_generation import (
     PAD,
+    PROMPT_LEN,
     CountingTokenizer,
     TrainStream,
     answer_loss,
@@ -32,7 +33,7 @@ from evaluate import (
     selection_score,
 )
 from model import CountingTransformer
-from plots import counts_of, length_curve_figure
+from plots import counts_of, heads_figure, length_curve_figure
 from utils import atomic_save, check_loss, configure_optimizer, git_commit, progress_line, score_splits, seed_step
 
 EVAL_SPLITS = ("val", "ood_val")  # scored at every evaluation (utils.score_splits); every test pair at the end
@@ -199,19 +200,39 @@ class GenerationEval(pl.Callback):
         ]
         columns = ["prompt", "target", "output", "correct", "length", "first_error"]
         merged = {**curves.get("val", {}), **curves.get("ood_val", {})}
-        figure = length_curve_figure(merged, module.cfg.data.train_max_len, f"val and ood_val at step {step}")
+        figures = {
+            "length_curve": length_curve_figure(
+                merged, module.cfg.data.train_max_len, f"val and ood_val at step {step}"
+            )
+        }
+        if step >= trainer.max_steps:  # the last evaluation: every head's attention on the longest ood_val count
+            figures["heads"] = self._heads_figure(module)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 text = "\n".join(f"    {row[0]} {row[2]}  ({'right' if row[3] else row[5]})" for row in table)
                 logger.experiment.add_text("examples/ood_val", text, step)
-                logger.experiment.add_figure("length_curve", figure, step)
+                for name, figure in figures.items():
+                    logger.experiment.add_figure(name, figure, step)
             elif isinstance(logger, WandbLogger):
                 logger.log_table("examples/ood_val", columns=columns, data=table, step=step)
-                logger.log_image("length_curve", [figure], step=step)
+                for name, figure in figures.items():
+                    logger.log_image(name, [figure], step=step)
                 logger.experiment.summary["ood_val/best_exact_match"] = self.best
         import matplotlib.pyplot as plt
 
-        plt.close(figure)
+        for figure in figures.values():
+            plt.close(figure)
+
+    @staticmethod
+    def _heads_figure(module: CountingModule):
+        """debug/heads.py's grid for the longest ood_val count, as the model stands now."""
+        pairs = module.splits["ood_val"]
+        a, b = pairs[np.argmax(np.abs(pairs[:, 1] - pairs[:, 0]))]
+        tokens = encode_batch([a], [b])[:, :-1].to(module.device)
+        was_training = module.model.training
+        weights = [w[0].float().cpu().numpy() for w in module.model.eval().attention_maps(tokens)]
+        module.model.train(was_training)
+        return heads_figure(weights, PROMPT_LEN - 1, f"SoS {a} {b} >: attention of every head")
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_score": self.best_score, "best_scores": self.best_scores}

@@ -328,6 +328,20 @@ class CountingTransformer(nn.Module):
                 cache.number_rows = rows
         return torch.cat([self.head(x), x @ rows.T], dim=-1)  # (B, T, vocab)
 
+    @torch.inference_mode()
+    def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's attention weights (B, nh, T, T) on tokens idx (B, T), as forward computes them."""
+        seen: list[torch.Tensor] = []
+        hooks = [
+            b.attn.register_forward_hook(lambda m, args, out: seen.append(m.weights(*args[:2]))) for b in self.blocks
+        ]
+        try:
+            self(idx)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return seen
+
     def _key_numbers(self, idx: torch.Tensor, cache: KVCache | None) -> torch.Tensor | None:
         """(B, S) the number of every token attended to, NaN for specials; only the value bias reads them."""
         if not self.cfg.value_bias:

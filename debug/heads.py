@@ -55,18 +55,9 @@ WHAT = {  # the program step each select serves
 MOST = 0.5  # a head "puts most of its attention" on a key when it gives it at least this weight
 
 
-@torch.inference_mode()
 def attention_weights(model: CountingTransformer, tokens: torch.Tensor) -> list[torch.Tensor]:
-    """Each layer's attention pattern (B, nh, T, T) on tokens (B, T), as the model's forward computes it."""
-    seen = []
-    hooks = [b.attn.register_forward_hook(lambda m, args, out: seen.append(m.weights(*args[:2]))) for b in model.blocks]
-    try:
-        model.eval()
-        model(tokens)
-    finally:
-        for h in hooks:
-            h.remove()
-    return seen
+    """Each layer's attention pattern (B, nh, T, T) on tokens (B, T), in eval mode."""
+    return model.eval().attention_maps(tokens)
 
 
 def select_masks(tokens: np.ndarray) -> dict[str, np.ndarray]:

@@ -52,7 +52,7 @@ def test_tensorboard_holds_scalars_examples_and_the_length_curve(trained):
     n_test = pair_count(22, 30, 39, "both") - len(load_splits(cfg.data)["ood_val"])  # every pair selection never saw
     assert acc.Scalars("test/pairs")[0].value == n_test and acc.Scalars("in_distribution/pairs")[0].value > 500
     assert all(0.0 <= e.value <= 1.0 for e in acc.Scalars("val/exact_match"))
-    assert "length_curve" in acc.Tags()["images"]
+    assert "length_curve" in acc.Tags()["images"] and "heads" in acc.Tags()["images"]  # heads: the last evaluation
     text_tags = acc.Tags()["tensors"]
     assert any("examples" in t for t in text_tags)
     example_text = acc.Tensors([t for t in text_tags if "examples" in t][0])[-1].tensor_proto.string_val[0].decode()
@@ -77,6 +77,7 @@ def test_offline_wandb_run_holds_config_and_summary(trained):
         b"ood_val/best_exact_match",
         b"examples/ood_val",
         b"length_curve",
+        b"heads",
     ):
         assert key in log, key
 
