@@ -16,7 +16,6 @@ from torch.utils.data import DataLoader
 from config import ExperimentConfig, from_dict
 from data_generation import (
     PAD,
-    PROMPT_LEN,
     CountingTokenizer,
     TrainStream,
     answer_loss,
@@ -33,7 +32,7 @@ from evaluate import (
     selection_score,
 )
 from model import CountingTransformer
-from plots import counts_of, heads_figure, length_curve_figure
+from plots import count_heads_figure, counts_of, length_curve_figure
 from utils import atomic_save, check_loss, configure_optimizer, git_commit, progress_line, score_splits, seed_step
 
 EVAL_SPLITS = ("val", "ood_val")  # scored at every evaluation (utils.score_splits); every test pair at the end
@@ -206,7 +205,9 @@ class GenerationEval(pl.Callback):
             )
         }
         if step >= trainer.max_steps:  # the last evaluation: every head's attention on the longest ood_val count
-            figures["heads"] = self._heads_figure(module)
+            ood_val = module.splits["ood_val"]
+            longest = ood_val[np.argmax(np.abs(ood_val[:, 1] - ood_val[:, 0]))]
+            figures["heads"] = count_heads_figure(module.model, *longest)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 text = "\n".join(f"    {row[0]} {row[2]}  ({'right' if row[3] else row[5]})" for row in table)
@@ -222,17 +223,6 @@ class GenerationEval(pl.Callback):
 
         for figure in figures.values():
             plt.close(figure)
-
-    @staticmethod
-    def _heads_figure(module: CountingModule):
-        """debug/heads.py's grid for the longest ood_val count, as the model stands now."""
-        pairs = module.splits["ood_val"]
-        a, b = pairs[np.argmax(np.abs(pairs[:, 1] - pairs[:, 0]))]
-        tokens = encode_batch([a], [b])[:, :-1].to(module.device)
-        was_training = module.model.training
-        weights = [w[0].float().cpu().numpy() for w in module.model.eval().attention_maps(tokens)]
-        module.model.train(was_training)
-        return heads_figure(weights, PROMPT_LEN - 1, f"SoS {a} {b} >: attention of every head")
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_score": self.best_score, "best_scores": self.best_scores}

@@ -8,6 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data_generation import PROMPT_LEN, encode_batch  # noqa: E402
+
 Counts = dict[int, tuple[int, int]]  # length -> (errors, pairs) of one run
 
 
@@ -123,3 +125,12 @@ def heads_figure(weights: list[np.ndarray], first_query: int, title: str):
     fig.suptitle(title, fontsize=12)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
     return fig
+
+
+def count_heads_figure(model, a: int, b: int):
+    """heads_figure for the count `SoS a b >` as the model stands (its train/eval mode is restored)."""
+    tokens = encode_batch([a], [b])[:, :-1].to(next(model.parameters()).device)
+    was_training = model.training
+    weights = [w[0].float().cpu().numpy() for w in model.eval().attention_maps(tokens)]  # per layer (nh, T, T)
+    model.train(was_training)
+    return heads_figure(weights, PROMPT_LEN - 1, f"SoS {a} {b} >: attention of every head")

@@ -55,11 +55,6 @@ WHAT = {  # the program step each select serves
 MOST = 0.5  # a head "puts most of its attention" on a key when it gives it at least this weight
 
 
-def attention_weights(model: CountingTransformer, tokens: torch.Tensor) -> list[torch.Tensor]:
-    """Each layer's attention pattern (B, nh, T, T) on tokens (B, T), in eval mode."""
-    return model.eval().attention_maps(tokens)
-
-
 def select_masks(tokens: np.ndarray) -> dict[str, np.ndarray]:
     """Per select, (B, Tq, Tk) True at the keys it chooses for each query, as a RASP select's predicate does:
     every earlier key that holds the chosen value (a copy of start in the answer is start too)."""
@@ -93,23 +88,37 @@ def answer_queries(tokens: np.ndarray) -> np.ndarray:
     return (place >= PROMPT_LEN - 1) & (tokens[:, 1:] != PAD)
 
 
-def match_rates(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
-    """{"L.H": {select: share of answer positions where head H of layer L gives the select's keys >= MOST}}."""
+def match_counts(model: CountingTransformer, pairs: np.ndarray, batch: int = 32) -> dict:
+    """{"L.H": {select: [answer positions where head H of layer L gives the select's keys >= MOST, positions]}}."""
     hits: dict[str, dict[str, list[int]]] = {}
     for start in range(0, len(pairs), batch):
         part = pairs[start : start + batch]
         full = encode_batch(part[:, 0], part[:, 1])
         tokens, queries = full[:, :-1], answer_queries(full.numpy())
         masks = select_masks(tokens.numpy())
-        for layer, w in enumerate(attention_weights(model, tokens)):
+        valid = {name: queries & mask.any(-1) for name, mask in masks.items()}  # positions where a key is chosen
+        for layer, w in enumerate(model.eval().attention_maps(tokens)):
+            w = w.numpy()
             for head in range(w.shape[1]):
                 counts = hits.setdefault(f"{layer}.{head}", {s: [0, 0] for s in SELECTS})
                 for name, mask in masks.items():
-                    valid = queries & mask.any(-1)  # (B, Tq): answer positions where the select chooses a key
-                    weight = (w[:, head].numpy() * mask).sum(-1)
-                    counts[name][0] += int((weight[valid] >= MOST).sum())
-                    counts[name][1] += int(valid.sum())
-    return {h: {s: n / max(1, d) for s, (n, d) in c.items()} for h, c in hits.items()}
+                    weight = (w[:, head] * mask).sum(-1)  # (B, Tq) on the select's keys
+                    counts[name][0] += int((weight[valid[name]] >= MOST).sum())
+                    counts[name][1] += int(valid[name].sum())
+    return hits
+
+
+def rates_of(*counts: dict) -> dict:
+    """{"L.H": {select: share}} from one or more match_counts results, added together."""
+    return {
+        h: {s: sum(c[h][s][0] for c in counts) / max(1, sum(c[h][s][1] for c in counts)) for s in SELECTS}
+        for h in counts[0]
+    }
+
+
+def match_rates(model: CountingTransformer, pairs: np.ndarray) -> dict:
+    """{"L.H": {select: share of answer positions where head H of layer L gives the select's keys >= MOST}}."""
+    return rates_of(match_counts(model, pairs))
 
 
 def best_heads(rates: dict) -> list[dict]:
@@ -226,7 +235,7 @@ def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: i
         rows, cols = np.nonzero(early)
         stops += [[int(tokens[r, c]) - NUMBER_OFFSET, int(part[r, 1])] for r, c in zip(rows, cols)]
         end = select_masks(tokens[:, :-1].numpy())["end"]  # keys holding b: end, and the answer's b
-        for layer, w in enumerate(attention_weights(model, tokens[:, :-1])):
+        for layer, w in enumerate(model.eval().attention_maps(tokens[:, :-1])):
             on_end = (w.numpy() * end[:, None]).sum(-1)  # (B, nh, T)
             for head in range(w.shape[1]):
                 acc = sums.setdefault(f"{layer}.{head}", np.zeros((3, 2)))
@@ -237,14 +246,11 @@ def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: i
     return {"stops": stops, "heads": heads}
 
 
-def figure(model: CountingTransformer, pair: tuple[int, int], path: Path, title: str = "") -> None:
+def figure(model: CountingTransformer, pair: tuple[int, int], path: Path) -> None:
     """Every layer x head's attention over one count's answer positions, the selects' keys drawn in."""
-    from plots import heads_figure
+    from plots import count_heads_figure
 
-    tokens = encode_batch([pair[0]], [pair[1]])[:, :-1]
-    weights = [w[0].numpy() for w in attention_weights(model, tokens)]  # per layer (nh, T, T)
-    fig = heads_figure(weights, PROMPT_LEN - 1, title or f"SoS {pair[0]} {pair[1]} >: attention of every head")
-    fig.savefig(path, dpi=110)
+    count_heads_figure(model, *pair).savefig(path, dpi=110)
 
 
 def report(result: dict) -> str:
@@ -301,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     figure(model, pair, out / "heads.png")
     sample = pairs_for_range(d.test_min_len, d.test_max_len, d.max_number, args.per_length, 0, d.direction)
-    rates = match_rates(model, sample)
+    ways = {"up": sample[:, 0] < sample[:, 1], "down": sample[:, 0] > sample[:, 1]} if d.direction == "both" else {}
+    parts = {way: sample[keep] for way, keep in ways.items()} or {"all": sample}
+    counts = {way: match_counts(model, part) for way, part in parts.items()}
+    rates = rates_of(*counts.values())  # a = b never reaches 70-150, so up and down hold every pair
     sets = {
         name: pairs_for_range(lo, hi, d.max_number, args.score_per_length, 0, d.direction)
         for name, (lo, hi) in {
@@ -316,11 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         "rates": rates,
         "best": best_heads(rates),
         "roles": head_roles(rates),
-        "roles_by_direction": {
-            way: head_roles(match_rates(model, sample[keep]))
-            for way, keep in (("up", sample[:, 0] < sample[:, 1]), ("down", sample[:, 0] > sample[:, 1]))
-            if d.direction == "both"
-        },
+        "roles_by_direction": {way: head_roles(rates_of(counts[way])) for way in ways},
         "interventions": interventions(model, sets, head_means(model, sample)),
         "early_stops": early_stop_attention(model, sets["test"]),
     }
