@@ -81,6 +81,13 @@ def select_masks(tokens: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def slopes_of(attn) -> list[float | None]:
+    """Each head's value-bias slope in one attention layer; None for a head without one (local, or no bias)."""
+    cfg = attn.cfg
+    slopes = attn.value_slope.detach().tolist() if cfg.value_bias else []
+    return [None] * (cfg.n_head - len(slopes)) + slopes  # the local heads come first and have none
+
+
 def answer_queries(tokens: np.ndarray) -> np.ndarray:
     """(B, T-1) True at the input positions of tokens[:, :-1] whose next token is an answer token: '>',
     every answer number and the last one, whose next token is EoS."""
@@ -263,11 +270,12 @@ def report(result: dict) -> str:
             f"| {r['next']} ({rates[r['next']][r['select']]:.1%}) |"
         )
     roles = {"all pairs": result["roles"], **{f"counting {d}": r for d, r in result["roles_by_direction"].items()}}
-    lines += ["", "| head | " + " | ".join(f"{w}: matches best | share" for w in roles) + " |"]
-    lines.append("|---|" + "---|---|" * len(roles))
+    lines += ["", "| head | value-bias slope | " + " | ".join(f"{w}: matches best | share" for w in roles) + " |"]
+    lines.append("|---|---|" + "---|---|" * len(roles))
     for h in result["roles"]:
+        slope = result["slopes"][h]
         cells = [f"{r[h][0] or 'nothing (under 50%)'} | {r[h][1]:.1%}" for r in roles.values()]
-        lines.append(f"| {h} | {' | '.join(cells)} |")
+        lines.append(f"| {h} | {'-' if slope is None else f'{slope:+.2f}'} | {' | '.join(cells)} |")
     names = [k for k in result["interventions"][0] if k != "intervention"]
     lines += ["", "| intervention | " + " | ".join(f"{n}: errors / pairs" for n in names) + " | first errors (test): "
               "start / direction / miscount / early stop / no stop |", "|---|" + "---|" * (len(names) + 1)]  # fmt: skip
@@ -279,6 +287,12 @@ def report(result: dict) -> str:
     stops = result["early_stops"]
     lines += ["", f"Early stops on the test pairs: {len(stops['stops'])}; (current, b) of the first 20: "
               + ", ".join(f"({c}, {b})" for c, b in stops["stops"][:20])]  # fmt: skip
+    if stops["stops"]:
+        gaps = [b - c for c, b in stops["stops"]]
+        widest = result["train_max_gap"]  # the largest b - a in training
+        lines[-1] += (f". They fall at {len({tuple(s) for s in stops['stops']})} distinct (current, b) pairs, "
+                      f"b - current from {min(gaps)} to {max(gaps)}; {sum(g > widest for g in gaps)} of them "
+                      f"further apart than any training pair ({widest})")  # fmt: skip
     lines += ["", "| head | weight on b where the count ends | elsewhere | at early stops |", "|---|---|---|---|"]
     for h, x in stops["heads"].items():
         lines.append(f"| {h} | {x['at true ends']:.2f} | {x['elsewhere']:.2f} | {x['at early stops']:.2f} |")
@@ -322,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(sets['test']):,} at {d.test_min_len}-{d.test_max_len}:")  # fmt: skip
     result = {
         "checkpoint": args.checkpoint,
+        "train_max_gap": d.train_max_len - 6,
+        "slopes": {f"{i}.{h}": s for i, b in enumerate(model.blocks) for h, s in enumerate(slopes_of(b.attn))},
         "rates": rates,
         "best": best_heads(rates),
         "roles": head_roles(rates),
