@@ -382,8 +382,9 @@ PANELS = {
 }
 
 
-def figure(records: list[dict], path: Path, train_max_len: int) -> None:
-    """Error rate against length, 6-200 in buckets of 10 (log scale: 97% and 100% far apart), one panel per task."""
+def figure(records: list[dict], path: Path, train_max_len: int) -> bool:
+    """Error rate against length, 6-200 in buckets of 10 (log scale: 97% and 100% far apart), one panel per task;
+    False (no file) when no record belongs to a panel."""
     import matplotlib.pyplot as plt
 
     from plots import Curve, counts_of, length_panel
@@ -395,6 +396,8 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> None:
         )
     panels = {k: (t, [(n, w, c) for n, w, c in rows if n in runs]) for k, (t, rows) in PANELS.items()}
     panels = {k: v for k, v in panels.items() if v[1]}
+    if not panels:
+        return False
     with plt.rc_context({"font.size": 12}):  # legible when shrunk onto a slide
         fig, axes = plt.subplots(1, len(panels), figsize=(7.8 * len(panels), 5.4), squeeze=False)
         for ax, (title, rows) in zip(axes[0], panels.values()):
@@ -403,6 +406,7 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> None:
         fig.tight_layout()
         fig.savefig(path, dpi=130)
     plt.close(fig)
+    return True
 
 
 def training_length_figure(records: list[dict], path: Path) -> None:
@@ -435,11 +439,14 @@ def report(records: list[dict], out: Path, name: str = "results") -> None:
     (out / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
     md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
     (out / f"{name}.md").write_text(md + "\n")
-    figure(records, out / f"{name}.png", ExperimentConfig().data.train_max_len)
+    written = [f"{name}.json", f"{name}.md"]
+    if figure(records, out / f"{name}.png", ExperimentConfig().data.train_max_len):
+        written.append(f"{name}.png")
     if any(ROWS[r["row"]].panel == "length" for r in records):
         training_length_figure(records, out / f"{name}_training_length.png")
+        written.append(f"{name}_training_length.png")
     print(md)
-    print(f"Wrote {out}/{name}.json, .md and .png")
+    print(f"Wrote {', '.join(written)} into {out}/")
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -1,11 +1,16 @@
 """Shared fixtures: a small task that a tiny model learns in well under a minute on 2 CPU cores."""
 
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from config import SMALL_TASK, load_config
 from train_lightning import train
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_config(tmp_path, **overrides):
@@ -41,3 +46,24 @@ def trained(tmp_path_factory):
     )
     trainer = train(cfg)
     return cfg, Path(trainer.checkpoint_callback.best_model_path)
+
+
+@pytest.fixture
+def in_process(capsys, monkeypatch):
+    """run(script, *args) does what `python script args` from the repo root does, in this process: the exit
+    code, stdout and stderr, without the seconds a fresh interpreter spends importing torch. An uncaught
+    exception fails the test (no traceback can pass). tests/test_errors.py keeps real subprocesses as well."""
+    monkeypatch.chdir(ROOT)
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", [script, *args])
+        capsys.readouterr()
+        try:
+            runpy.run_path(script, run_name="__main__")
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess([script, *args], code, out.out, out.err)
+
+    return run

@@ -37,8 +37,8 @@ def run_tool(name: str, *args: str, timeout: float = 120) -> subprocess.Complete
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,options", TOOLS.items())
-def test_help_describes_the_tools_options(name, options):
-    result = run_tool(name, "--help")
+def test_help_describes_the_tools_options(name, options, in_process):
+    result = in_process(f"debug/{name}", "--help")
     assert result.returncode == 0 and "usage:" in result.stdout
     assert all(option in result.stdout for option in options), result.stdout
 
@@ -108,8 +108,8 @@ def test_debug_accuracy_reports_the_divergence_of_a_hand_written_answer(case, ha
     ],
 )
 @pytest.mark.slow
-def test_debug_accuracy_rejects_bad_input_in_one_line(args, message):
-    result = run_tool("debug_accuracy.py", *args)
+def test_debug_accuracy_rejects_bad_input_in_one_line(args, message, in_process):
+    result = in_process("debug/debug_accuracy.py", *args)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
@@ -141,22 +141,22 @@ def always_predicting(token_id: int, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_stop_margin_reads_every_position_before_b(tmp_path):
+def test_stop_margin_reads_every_position_before_b(tmp_path, in_process):
     ckpt = always_predicting(EOS, tmp_path)
-    result = run_tool(
-        "stop_margin.py", "--checkpoint", str(ckpt), "--min_len", "70", "--max_len", "72", "--per_length", "1"
+    result = in_process(
+        "debug/stop_margin.py", "--checkpoint", str(ckpt), "--min_len", "70", "--max_len", "72", "--per_length", "1"
     )
     assert result.returncode == 0, result.stderr
     assert "3 answers, 195 positions before b; margin > 0 at 100.00%" in result.stdout  # (70-6)+(71-6)+(72-6)
     assert "would stop early" in result.stdout
-    missing = run_tool("stop_margin.py", "--checkpoint", "missing.ckpt")
+    missing = in_process("debug/stop_margin.py", "--checkpoint", "missing.ckpt")
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 
 @pytest.mark.slow
-def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
+def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path, in_process):
     ckpt = always_predicting(NUMBER_OFFSET + 5, tmp_path)  # always the number 5
-    result = run_tool("close_pairs.py", "--checkpoint", str(ckpt))
+    result = in_process("debug/close_pairs.py", "--checkpoint", str(ckpt))
     assert result.returncode == 0, result.stderr
     # 5 is the wrong way only after a=6 counting up (b=7..15) and a=4 counting down (b=0..3)
     assert "3510 pairs with 1 <= |b-a| <= 9: wrong direction for 13 (0.37%)" in result.stdout
@@ -167,12 +167,12 @@ def test_close_pairs_counts_a_wrong_direction_only_where_it_is_one(tmp_path):
     wrong = ((close[:, 0] == 6) & (close[:, 1] > 6)) | ((close[:, 0] == 4) & (close[:, 1] < 4))
     share = f"{wrong.mean():.1%}" if len(close) else "-"
     assert f"of them {len(close)} val pairs, never trained on: wrong for {share}" in result.stdout
-    bad = run_tool("close_pairs.py", "--checkpoint", str(ckpt), "--max_gap", "0")
+    bad = in_process("debug/close_pairs.py", "--checkpoint", str(ckpt), "--max_gap", "0")
     assert bad.returncode == 2 and "--max_gap" in bad.stderr and "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow
-def test_direction_flips_names_a_step_the_wrong_way_and_nothing_else(tmp_path):
+def test_direction_flips_names_a_step_the_wrong_way_and_nothing_else(tmp_path, in_process):
     sys.path.insert(0, str(ROOT / "debug"))
     from direction_flips import flips
 
@@ -181,10 +181,10 @@ def test_direction_flips_names_a_step_the_wrong_way_and_nothing_else(tmp_path):
     got = np.array([11, 14, 20, 17, 9])  # flip, skip, flip, skip, (index 1: not a miscount)
     assert flips(pairs, first_error, got).tolist() == [True, False, True, False, False]
     ckpt = always_predicting(NUMBER_OFFSET + 5, tmp_path)
-    result = run_tool("direction_flips.py", "--checkpoint", str(ckpt), "--split", "val")
+    result = in_process("debug/direction_flips.py", "--checkpoint", str(ckpt), "--split", "val")
     assert result.returncode == 0, result.stderr
     assert "val: 100 answers, 0.0% exact" in result.stdout and "0 of 0 a step the wrong way" in result.stdout
-    missing = run_tool("direction_flips.py", "--checkpoint", str(tmp_path / "missing.ckpt"))
+    missing = in_process("debug/direction_flips.py", "--checkpoint", str(tmp_path / "missing.ckpt"))
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
 
 

@@ -114,14 +114,16 @@ def untrained_ckpt(tmp_path):
     ],
 )
 @pytest.mark.slow
-def test_bad_prompt_files_name_the_line(tmp_path, untrained_ckpt, content, words):
+def test_bad_prompt_files_name_the_line(tmp_path, untrained_ckpt, content, words, in_process):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text(content)
-    assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--prompts", str(prompts)), *words)
+    assert_clean_error(
+        in_process("evaluate.py", "--checkpoint", str(untrained_ckpt), "--prompts", str(prompts)), *words
+    )
 
 
 @pytest.mark.slow
-def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(tmp_path):
+def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(tmp_path, in_process):
     import torch
 
     from model import CountingTransformer
@@ -132,7 +134,7 @@ def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(t
     save_checkpoint(CountingTransformer(cfg.model), cfg, 0, ckpt)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("SoS 3 9 >\nSoS 12 8 >\n")
-    proc = run("evaluate.py", "--checkpoint", str(ckpt), "--prompts", str(prompts))
+    proc = in_process("evaluate.py", "--checkpoint", str(ckpt), "--prompts", str(prompts))
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2
     assert proc.stderr.strip() == "warning: 1 prompt(s) count down; this model only ever saw up counts"
     assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["config"]["data"]["direction"] == "up"
@@ -147,28 +149,30 @@ def test_descending_prompt_to_an_up_only_checkpoint_is_answered_with_a_warning(t
     ],
 )
 @pytest.mark.slow
-def test_evaluation_overrides_may_not_change_the_trained_model(untrained_ckpt, override, words):
-    assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), override), *words)
+def test_evaluation_overrides_may_not_change_the_trained_model(untrained_ckpt, override, words, in_process):
+    assert_clean_error(in_process("evaluate.py", "--checkpoint", str(untrained_ckpt), override), *words)
 
 
 @pytest.mark.slow
-def test_an_unknown_evaluation_device_is_refused(untrained_ckpt):
-    assert_clean_error(run("evaluate.py", "--checkpoint", str(untrained_ckpt), "--device", "tpu"), "--device tpu")
+def test_an_unknown_evaluation_device_is_refused(untrained_ckpt, in_process):
+    assert_clean_error(
+        in_process("evaluate.py", "--checkpoint", str(untrained_ckpt), "--device", "tpu"), "--device tpu"
+    )
 
 
 @pytest.mark.slow
-def test_unwritable_output_dir_and_existing_checkpoints_are_refused(tmp_path):
+def test_unwritable_output_dir_and_existing_checkpoints_are_refused(tmp_path, in_process):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     data = f"data.data_dir={tmp_path / 'data'}"
     assert_clean_error(
-        run("train_lightning.py", "--config", "counting_tiny", "--output_dir", str(blocker / "run"), data),
+        in_process("train_lightning.py", "--config", "counting_tiny", "--output_dir", str(blocker / "run"), data),
         "cannot write to output dir",
     )
     ckpts = tmp_path / "old" / "checkpoints"
     ckpts.mkdir(parents=True)
     (ckpts / "best.ckpt").write_bytes(b"precious")
-    proc = run("train_lightning.py", "--config", "counting_tiny", "--output_dir", str(tmp_path / "old"), data)
+    proc = in_process("train_lightning.py", "--config", "counting_tiny", "--output_dir", str(tmp_path / "old"), data)
     assert_clean_error(proc, "already holds checkpoints", "--resume_from")
     assert (ckpts / "best.ckpt").read_bytes() == b"precious"
 
@@ -193,8 +197,8 @@ def test_empty_and_stale_splits_are_reported(tmp_path):
 
 
 @pytest.mark.slow
-def test_diverging_loss_stops_with_a_clear_message(tmp_path):
-    proc = run(
+def test_diverging_loss_stops_with_a_clear_message(tmp_path, in_process):
+    proc = in_process(
         "train_lightning.py", "--config", "counting_tiny", "--output_dir", str(tmp_path / "run"),
         f"data.data_dir={tmp_path / 'data'}", "train.lr=1e30", "train.warmup_steps=0", "train.grad_clip=0",
     )  # fmt: skip
@@ -228,7 +232,7 @@ def test_evaluate_length_range_must_be_valid(lo, hi):
 
 
 @pytest.mark.slow
-def test_a_second_run_into_a_running_runs_folder_stops_and_a_killed_runs_folder_is_free_again(tmp_path):
+def test_a_second_run_into_a_running_runs_folder_stops_and_a_killed_runs_folder_is_free_again(tmp_path, in_process):
     out = tmp_path / "run"
     hold = (
         "import sys, time; from pathlib import Path; from utils import claim_output_dir as c; l = c(Path(sys.argv[1]))"
@@ -241,9 +245,9 @@ def test_a_second_run_into_a_running_runs_folder_stops_and_a_killed_runs_folder_
     cmd = ["train_lightning.py", "--config", "counting_tiny", "--max_steps", "2", "--output_dir", str(out)]
     cmd += ["--logger", "none", f"data.data_dir={tmp_path / 'data'}", *(f"{k}={v}" for k, v in SMALL_TASK.items())]
     for extra in ([], ["--overwrite"]):
-        assert_clean_error(run(*cmd, *extra), "is in use by a running training", f"pid {holder.pid}")
+        assert_clean_error(in_process(*cmd, *extra), "is in use by a running training", f"pid {holder.pid}")
     assert (out / "checkpoints" / "best.ckpt").read_text() == "the running run's"  # nothing touched
     holder.kill()
     holder.wait()
-    proc = run(*cmd, "--overwrite")  # the killed run's lock went with it
+    proc = in_process(*cmd, "--overwrite")  # the killed run's lock went with it
     assert proc.returncode == 0, proc.stderr[-2000:]

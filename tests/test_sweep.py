@@ -74,6 +74,9 @@ def test_study_runs_side_by_side_skips_what_is_done_and_reports(tmp_path):
         assert r["last"] == r["chosen"]  # the last evaluation chose it, so the last checkpoint is the chosen one
     assert "| `recipe` | the full recipe | 1 |" in (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 10_000
+    control = [{**records[0], "row": "standard_nope_up_train150"}]  # a row no study panel draws
+    sweep.report(control, out / "control")
+    assert (out / "control" / "results.md").is_file() and not (out / "control" / "results.png").exists()
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "0 runs to go" in again.stdout  # finished runs are not trained again
     changed = sweep.row_config("recipe", 0, runs, sweep.parse_overrides(overrides) | {"train.max_steps": "21"})

@@ -114,17 +114,17 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_help_describes_every_flag():
-    out = run_cli("train_lightning.py", "--help").stdout
+def test_help_describes_every_flag(in_process):
+    out = in_process("train_lightning.py", "--help").stdout
     for flag in ("--config", "--seed", "--output_dir", "--fast_dev_run", "--resume_from", "--max_steps", "--precision"):
         assert flag in out
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["counting_tiny", "counting_small"])
-def test_fast_dev_run_generates_missing_data_and_finishes(tmp_path, preset):
+def test_fast_dev_run_generates_missing_data_and_finishes(tmp_path, preset, in_process):
     data_dir = tmp_path / "data"
-    proc = run_cli(
+    proc = in_process(
         "train_lightning.py",
         "--config",
         preset,
