@@ -27,7 +27,7 @@ import runner  # first: it puts the project's root on sys.path
 import torch
 
 from config import RECIPE, ConfigError, ExperimentConfig, apply_overrides, from_dict, load_config, parse_overrides
-from data_generation import ensure_splits, set_ranges
+from data_generation import PAIR_CAP, ensure_splits, set_ranges
 from evaluate import (
     evaluate_pairs,
     load_checkpoint,
@@ -438,6 +438,8 @@ def report(records: list[dict], out: Path, name: str = "results") -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
     md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
+    if "~)" in md:
+        md += f"\n\n~ a sample: at most {PAIR_CAP} pairs per length, drawn with the run's seed, where a length has more"
     (out / f"{name}.md").write_text(md + "\n")
     written = [f"{name}.json", f"{name}.md"]
     if figure(records, out / f"{name}.png", ExperimentConfig().data.train_max_len):
