@@ -99,9 +99,11 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
             "",
             *lines,
             "",
-            "Kinds of first error, summed over seeds, where there are any:",
-            "",
-            *kinds,
+            *(
+                ["Kinds of first error, summed over seeds, where there are any:", "", *kinds]
+                if len(kinds) > 2
+                else ["No errors at any length, so no kinds of first error."]
+            ),
             "",
             "Cost of scoring one run at each length (teacher-forced; peak memory of the process so far):",
             "",
