@@ -410,14 +410,15 @@ def figure(records: list[dict], path: Path, train_max_len: int) -> bool:
 
 
 def training_length_figure(records: list[dict], path: Path) -> None:
-    """The paper's figure: exact match against length (6-200) for each training maximum, paper_count's model."""
+    """The paper's figure: exact match against length (6-200) for each training maximum, paper_count's model,
+    and the realizability control (trained to 150) where it has run."""
     import matplotlib.pyplot as plt
 
     from plots import Curve, counts_of, length_panel
 
     runs: dict[int, list] = {}
     for r in records:
-        if r["row"] == "standard_nope_up" or ROWS[r["row"]].panel == "length":
+        if r["row"] == "standard_nope_up" or ROWS[r["row"]].panel in ("length", "control"):
             by_length = {n: c for counts in r["chosen"].values() for n, c in counts_of(counts["by_length"]).items()}
             runs.setdefault(r["config"]["data"]["train_max_len"], []).append(by_length)
     colors = plt.get_cmap("viridis")(np.linspace(0, 0.9, len(runs)))
