@@ -40,6 +40,7 @@ from data_generation import (  # noqa: E402
 )
 from evaluate import CheckpointError, evaluate_pairs, load_checkpoint  # noqa: E402
 from model import CountingTransformer  # noqa: E402
+from plots import count_heads_figure  # noqa: E402
 
 SELECTS = ("SoS", "start", "end", "current", "previous", "same value", "largest", "smallest")
 WHAT = {  # the program step each select serves
@@ -253,13 +254,6 @@ def early_stop_attention(model: CountingTransformer, pairs: np.ndarray, batch: i
     return {"stops": stops, "heads": heads}
 
 
-def figure(model: CountingTransformer, pair: tuple[int, int], path: Path) -> None:
-    """Every layer x head's attention over one count's answer positions, the selects' keys drawn in."""
-    from plots import count_heads_figure
-
-    count_heads_figure(model, *pair).savefig(path, dpi=110)
-
-
 def report(result: dict) -> str:
     """heads.md: the selects table, each head's role, interventions, early stops."""
     lines = ["| select (program step) | best head | share of answer positions | next best |", "|---|---|---|---|"]
@@ -319,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    figure(model, pair, out / "heads.png")
+    count_heads_figure(model, *pair).savefig(out / "heads.png", dpi=110)  # every head's attention on one count
     sample = pairs_for_range(d.test_min_len, d.test_max_len, d.max_number, args.per_length, 0, d.direction)
     ways = {"up": sample[:, 0] < sample[:, 1], "down": sample[:, 0] > sample[:, 1]} if d.direction == "both" else {}
     parts = {way: sample[keep] for way, keep in ways.items()} or {"all": sample}

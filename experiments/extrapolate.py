@@ -101,7 +101,7 @@ def report(results: dict[str, list[dict]], out: Path) -> None:
             "",
             *(
                 ["Kinds of first error, summed over seeds, where there are any:", "", *kinds]
-                if len(kinds) > 2
+                if any(s["errors"] for runs in results.values() for r in runs for s in r["by_length"].values())
                 else ["No errors at any length, so no kinds of first error."]
             ),
             "",

@@ -439,7 +439,7 @@ def report(records: list[dict], out: Path, name: str = "results") -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(records, indent=1) + "\n")
     md = table(records) + "\n\nEvery run:\n\n" + seed_table(records)
-    if "~)" in md:
+    if any(c.get("sampled") for r in records for c in r["chosen"].values()):
         md += f"\n\n~ a sample: at most {PAIR_CAP} pairs per length, drawn with the run's seed, where a length has more"
     (out / f"{name}.md").write_text(md + "\n")
     written = [f"{name}.json", f"{name}.md"]
