@@ -1,9 +1,9 @@
 """How far each model counts: exact match at log-spaced lengths out to 6,000 tokens.
 
     python experiments/sweep.py --rows recipe_n600,recipe_minus_value_bias_n600,standard_nope_up_n600,\
-recipe_feature_head_n6000 --jobs 2 --runs outputs/wide          # 5 seeds each
-    python experiments/sweep.py --rows recipe_feature_head_minus_value_bias_n6000,standard_nope_up_n6000 \
-        --seeds 0-2 --jobs 2 --runs outputs/wide                      # 3 seeds each
+recipe_feature_head_n6000,standard_nope_up_n6000 --jobs 2 --runs outputs/wide   # 5 seeds each
+    python experiments/sweep.py --rows recipe_feature_head_minus_value_bias_n6000 \
+        --seeds 0-2 --jobs 2 --runs outputs/wide                      # 3 seeds
     python experiments/sweep.py --report --rows wide --runs outputs/wide --out experiments/results/wide
     python experiments/extrapolate.py [--runs outputs/wide] [--out experiments/results/wide] [--jobs 2]
 
