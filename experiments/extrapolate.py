@@ -131,9 +131,15 @@ def figure(results: dict[str, list[dict]], path: Path) -> None:
     panels = {}
     for name, runs in results.items():
         n = runs[0]["max_number"] + 1  # the row's number range: numbers 0..n-1
-        recipe, standard = name.startswith("recipe") and "minus_value_bias" not in name, name.startswith("standard")
-        color = sweep.COLORS["recipe" if recipe else "nope" if standard else "minus_value_bias"]
-        words = "the recipe" if recipe else "paper_count's standard model" if standard else "the recipe, no value bias"
+        recipe = name.startswith("recipe") and "minus_value_bias" not in name
+        kind = "recipe" if recipe else next(k for k in ("plus_value_bias", "minus_value_bias", "nope") if k in name)
+        color = sweep.COLORS[kind]
+        words = {
+            "recipe": "the recipe",
+            "plus_value_bias": "standard + the value bias (counting_small's model)",
+            "minus_value_bias": "the recipe, no value bias",
+            "nope": "paper_count's standard model",
+        }[kind]
         counts = [{int(k): (s["errors"], s["pairs"]) for k, s in r["by_length"].items()} for r in runs]
         panels.setdefault(n, []).append(Curve(words, counts, color, headline=recipe))
     with plt.rc_context({"font.size": 12}):
