@@ -4,6 +4,8 @@
 recipe_feature_head_n6000,standard_nope_up_n6000 --jobs 2 --runs outputs/wide   # 5 seeds each
     python experiments/sweep.py --rows recipe_feature_head_minus_value_bias_n6000 \
         --seeds 0-2 --jobs 2 --runs outputs/wide                      # 3 seeds
+    python experiments/sweep.py --rows standard_nope_both_plus_value_bias_feature_head_n6000 \
+        --jobs 2 --runs outputs/wide                                  # 5 seeds
     python experiments/sweep.py --report --rows wide --runs outputs/wide --out experiments/results/wide
     python experiments/extrapolate.py [--runs outputs/wide] [--out experiments/results/wide] [--jobs 2]
 
