@@ -168,10 +168,10 @@ PRESETS: dict[str, dict] = {
     "counting_small": {"model.value_bias": True, "train.output_dir": "outputs/counting_small"},
     # The paper's setting: the standard transformer counting up only.
     "paper_count": {"data.direction": "up", "data.data_dir": "data/up", "train.output_dir": "outputs/paper_count"},
-    # The recipe with numbers 0..5999 (counts to 6,000 tokens); output rows projected from number features.
-    # It keeps the whole recipe because that is the model measured out to 6,000 tokens.
+    # counting_small's model with numbers 0..5999 (counts to 6,000 tokens). Numbers' output rows are projected
+    # from shared features: a free row per number is trained too rarely in a run to fit even 6-60.
     "counting_wide": {
-        **RECIPE,
+        "model.value_bias": True,
         "data.max_number": 5999,
         "data.data_dir": "data/n6000",
         "model.number_head": "features",

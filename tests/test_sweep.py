@@ -14,6 +14,7 @@ import sweep  # noqa: E402
 
 from config import SMALL_TASK, ExperimentConfig, apply_overrides, load_config  # noqa: E402
 from data_generation import ensure_splits, pair_count  # noqa: E402
+from evaluate import load_checkpoint  # noqa: E402
 
 
 def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_up_row():
@@ -29,12 +30,17 @@ def test_rows_are_named_against_their_reference_and_paper_count_is_the_standard_
     row = f"standard_{ {'none': 'nope'}.get(paper['model']['pos_encoding'], 'learned') }_up"
     same = apply_overrides(ExperimentConfig(), {**sweep.ROWS[row].overrides, "train.output_dir": "outputs/paper_count"})
     assert same.to_dict() == paper
-    wide = apply_overrides(
-        ExperimentConfig(), {**sweep.ROWS["recipe_feature_head_n6000"].overrides, "train.output_dir": "x"}
-    )
+    wide_row = sweep.ROWS["standard_nope_both_plus_value_bias_feature_head_n6000"]
+    wide = apply_overrides(ExperimentConfig(), {**wide_row.overrides, "train.output_dir": "x"})
     assert wide.to_dict() == load_config("counting_wide", {"train.output_dir": "x"}).to_dict()  # the pretrained row
     small = apply_overrides(ExperimentConfig(), {**sweep.ROWS["standard_nope_both_plus_value_bias"].overrides})
     assert small.to_dict() == load_config("counting_small", {"train.output_dir": small.train.output_dir}).to_dict()
+
+
+@pytest.mark.parametrize("preset", ["counting_small", "counting_wide"])
+def test_each_pretrained_checkpoint_is_its_preset(preset):
+    _, cfg = load_checkpoint(ROOT / "pretrained" / f"{preset}_seed0.ckpt")
+    assert cfg.to_dict() == load_config(preset, {"train.logger": cfg.train.logger}).to_dict()
 
 
 def test_a_record_made_before_a_new_config_key_still_counts_as_finished(tmp_path):
